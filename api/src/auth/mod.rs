@@ -1,0 +1,136 @@
+//! Authentication and authorization: users and roles, password checks,
+//! tokens and the login rate limit. The HTTP layer calls [`Auth::login`] and
+//! [`Auth::authenticate`]; the role each route needs is checked with
+//! [`Caller::require`].
+
+pub mod password;
+pub mod ratelimit;
+pub mod token;
+pub mod users;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use ratelimit::RateLimiter;
+use token::Tokens;
+pub use users::{Role, Users};
+
+/// Burst and refill of login attempts per client address.
+const PER_ADDRESS: (u32, f64) = (20, 2.0);
+/// Burst and refill of login attempts per username: 10, then one every 6 s.
+const PER_USERNAME: (u32, f64) = (10, 1.0 / 6.0);
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub username: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Refuses callers below `needed`.
+    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this needs the {} role; {} has {}",
+                needed.as_str(),
+                self.username,
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+pub struct Auth {
+    users: Users,
+    pub tokens: Tokens,
+    by_address: RateLimiter<IpAddr>,
+    by_username: RateLimiter<String>,
+    /// Argon2 uses ~19 MiB and a core per check: bound how many run at once.
+    verifying: Semaphore,
+    dummy_hash: String,
+}
+
+/// A successful login.
+pub struct Login {
+    pub token: String,
+    pub role: Role,
+}
+
+impl Auth {
+    pub fn new(users: Users, tokens: Tokens) -> Arc<Auth> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(Auth {
+            users,
+            tokens,
+            by_address: RateLimiter::new(PER_ADDRESS.0, PER_ADDRESS.1),
+            by_username: RateLimiter::new(PER_USERNAME.0, PER_USERNAME.1),
+            verifying: Semaphore::new(cores),
+            dummy_hash: password::hash("timing equaliser"),
+        })
+    }
+
+    /// Checks a username and password. Unknown users cost as much as known
+    /// ones, so timing does not tell which names exist.
+    pub async fn login(
+        self: &Arc<Self>,
+        username: &str,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<Login, ApiError> {
+        let now = Instant::now();
+        let by_address = self.by_address.take(&from, now);
+        let by_username = self.by_username.take(&username.to_owned(), now);
+        if let Some(wait) = [by_address.err(), by_username.err()]
+            .into_iter()
+            .flatten()
+            .max()
+        {
+            return Err(ApiError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            });
+        }
+        let user = self.users.get(username).cloned();
+        let hash = user
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let password = password.to_owned();
+        let _slot = self
+            .verifying
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let matches = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+            .await
+            .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))?;
+        match user {
+            Some(user) if matches => Ok(Login {
+                token: self.tokens.issue(&user.username),
+                role: user.role,
+            }),
+            _ => Err(ApiError::Unauthorized("wrong username or password".into())),
+        }
+    }
+
+    /// The caller a bearer token stands for; the role is the user's current one.
+    pub fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
+        let claims = self
+            .tokens
+            .verify(bearer)
+            .ok_or_else(|| ApiError::Unauthorized("the token is invalid or expired".into()))?;
+        let user = self
+            .users
+            .get(&claims.sub)
+            .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+        Ok(Caller {
+            username: user.username.clone(),
+            role: user.role,
+        })
+    }
+}

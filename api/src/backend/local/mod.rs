@@ -1,0 +1,537 @@
+//! The local backend: real PostgreSQL servers on this host, one primary and
+//! `instances - 1` streaming standbys per database, each with its own port
+//! and data directory under `PGPLANE_DATA_DIR/databases`.
+//!
+//! API calls only change the record on disk (durably, before answering) and
+//! wake the database's reconciler ([`reconcile`]), which does the slow work
+//! in the background and reports what it sees. Records on disk are the
+//! truth: a new start reads them all and reconciles each database again.
+
+mod postgres;
+mod reconcile;
+mod record;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::{Backend, BackendError, DeleteOutcome};
+use crate::files;
+use crate::metrics::Metrics;
+use crate::model::{Credentials, Database, DatabaseSpec, Endpoints, FieldError, State};
+pub use postgres::{PgError, Postgres};
+use record::{DatabaseRecord, Paths, Secrets};
+
+/// Where the servers listen; they are reachable from this host only.
+const HOST: &str = "127.0.0.1";
+
+pub struct LocalBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    /// An empty configuration directory for checking parameters.
+    probe: PathBuf,
+    pg: Postgres,
+    max_instances: u32,
+    metrics: Arc<Metrics>,
+    databases: RwLock<BTreeMap<String, Arc<Entry>>>,
+    /// Serializes creates and deletes, so a name check and its insert are one step.
+    admission: tokio::sync::Mutex<()>,
+    ports: Mutex<HashSet<u16>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+/// One database: its record, its secrets and what its reconciler last saw.
+struct Entry {
+    paths: Paths,
+    record: tokio::sync::Mutex<DatabaseRecord>,
+    secrets: Secrets,
+    observed: Mutex<Observed>,
+    wake: Notify,
+}
+
+#[derive(Debug, Clone)]
+struct Observed {
+    state: State,
+    phase: String,
+    ready: u32,
+}
+
+impl LocalBackend {
+    /// Finds PostgreSQL, prepares the data directory, reads every database
+    /// recorded there and starts reconciling each.
+    pub async fn start(
+        data_dir: &Path,
+        bindir: Option<&Path>,
+        pg_user: &str,
+        max_instances: u32,
+        metrics: Arc<Metrics>,
+    ) -> Result<LocalBackend, PgError> {
+        let pg = Postgres::discover(bindir, pg_user).await?;
+        let root = data_dir.join("databases");
+        for dir in [data_dir, &root] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| PgError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+            // The PostgreSQL account must pass through, but not list.
+            set_mode(dir, 0o711)?;
+        }
+        pg.check_reachable(&root).await?;
+        let probe = data_dir.join("probe");
+        make_probe(&pg, &probe)?;
+        let inner = Arc::new(Inner {
+            root,
+            probe,
+            pg,
+            max_instances,
+            metrics,
+            databases: RwLock::new(BTreeMap::new()),
+            admission: tokio::sync::Mutex::new(()),
+            ports: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        for (record, secrets) in load_records(&inner.root)? {
+            let paths = Paths::new(&inner.root, &record.spec.name);
+            inner
+                .ports
+                .lock()
+                .expect("not poisoned")
+                .extend(record.instances.iter().map(|i| i.port));
+            let state = if record.deleting {
+                State::Deleting
+            } else {
+                State::Unknown
+            };
+            inner.adopt(paths, record, secrets, state, "Checking instances");
+        }
+        Ok(LocalBackend { inner })
+    }
+
+    /// The PostgreSQL major version of the binaries in use.
+    pub fn postgres_major(&self) -> u32 {
+        self.inner.pg.major
+    }
+
+    /// Stops the reconcilers (the servers keep running, by design).
+    pub fn shutdown(&self) {
+        for task in self.inner.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for LocalBackend {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn adopt(
+        self: &Arc<Self>,
+        paths: Paths,
+        record: DatabaseRecord,
+        secrets: Secrets,
+        state: State,
+        phase: &str,
+    ) -> Arc<Entry> {
+        let entry = Arc::new(Entry {
+            paths,
+            observed: Mutex::new(Observed {
+                state,
+                phase: phase.into(),
+                ready: 0,
+            }),
+            record: tokio::sync::Mutex::new(record.clone()),
+            secrets,
+            wake: Notify::new(),
+        });
+        self.databases
+            .write()
+            .expect("not poisoned")
+            .insert(record.spec.name.clone(), entry.clone());
+        let task = tokio::spawn(reconcile::run(self.clone(), entry.clone()));
+        self.tasks
+            .lock()
+            .expect("not poisoned")
+            .push(task.abort_handle());
+        self.refresh_state_counts();
+        entry
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        self.databases
+            .read()
+            .expect("not poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    fn forget(&self, name: &str) {
+        self.databases.write().expect("not poisoned").remove(name);
+        self.refresh_state_counts();
+    }
+
+    fn refresh_state_counts(&self) {
+        let states: Vec<State> = self
+            .databases
+            .read()
+            .expect("not poisoned")
+            .values()
+            .map(|e| e.observed.lock().expect("not poisoned").state)
+            .collect();
+        self.metrics.set_database_counts(states);
+    }
+
+    /// A free loopback port no other instance has been given.
+    fn allocate_port(&self) -> Result<u16, PgError> {
+        let mut ports = self.ports.lock().expect("not poisoned");
+        for _ in 0..100 {
+            let port = std::net::TcpListener::bind((HOST, 0))?.local_addr()?.port();
+            if ports.insert(port) {
+                return Ok(port);
+            }
+        }
+        Err(PgError::Setup("no free port found".into()))
+    }
+
+    fn free_port(&self, port: u16) {
+        self.ports.lock().expect("not poisoned").remove(&port);
+    }
+
+    /// Instances wanted over every database but `except`.
+    async fn instances_wanted(&self, except: &str) -> u32 {
+        let entries: Vec<_> = self
+            .databases
+            .read()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let mut total = 0;
+        for e in entries {
+            let r = e.record.lock().await;
+            if !r.deleting && r.spec.name != except {
+                total += r.spec.instances;
+            }
+        }
+        total
+    }
+
+    async fn check_quota(&self, name: &str, instances: u32) -> Result<(), BackendError> {
+        let others = self.instances_wanted(name).await;
+        if others + instances > self.max_instances {
+            return Err(BackendError::QuotaExceeded(format!(
+                "this would run {} PostgreSQL instances; this installation allows {} (PGPLANE_MAX_INSTANCES)",
+                others + instances,
+                self.max_instances
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Entry {
+    fn observed(&self) -> Observed {
+        self.observed.lock().expect("not poisoned").clone()
+    }
+
+    fn view(&self, r: &DatabaseRecord) -> Database {
+        let o = self.observed();
+        let port_of = |i: &record::InstanceRecord| format!("{HOST}:{}", i.port);
+        let primary = r.primary();
+        Database {
+            name: r.spec.name.clone(),
+            postgres_version: r.spec.postgres_version,
+            instances: r.spec.instances,
+            storage: r.spec.storage.clone(),
+            parameters: r.spec.parameters.clone(),
+            labels: r.spec.labels.clone(),
+            owner: r.owner.clone(),
+            state: o.state,
+            phase: o.phase,
+            ready_instances: o.ready,
+            primary: primary.map(|p| self.paths.instance_name(p.ordinal)),
+            endpoints: primary.map(|p| Endpoints {
+                read_write: port_of(p),
+                read_only: r.standbys().first().map_or_else(|| port_of(p), port_of),
+            }),
+            revision: r.revision,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+
+    async fn persist(&self, record: &DatabaseRecord) -> Result<(), BackendError> {
+        let text = serde_json::to_vec_pretty(record).expect("a record always serializes");
+        let path = self.paths.record();
+        tokio::task::spawn_blocking(move || files::replace(&path, &text, 0o600))
+            .await
+            .map_err(|e| BackendError::Internal(e.to_string()))?
+            .map_err(|e| {
+                BackendError::Unavailable(format!("cannot write the database record: {e}"))
+            })
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    async fn list(&self) -> Result<Vec<Database>, BackendError> {
+        let entries: Vec<_> = self
+            .inner
+            .databases
+            .read()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let view = e.view(&*e.record.lock().await);
+            out.push(view);
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, name: &str) -> Result<Database, BackendError> {
+        let e = self
+            .inner
+            .entry(name)
+            .ok_or_else(|| BackendError::NotFound(name.into()))?;
+        let view = e.view(&*e.record.lock().await);
+        Ok(view)
+    }
+
+    async fn validate(&self, spec: &DatabaseSpec) -> Result<(), BackendError> {
+        let refused = self
+            .inner
+            .pg
+            .check_parameters(&self.inner.probe, &spec.parameters)
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("cannot check parameters: {e}")))?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(BackendError::Invalid(
+            refused
+                .into_iter()
+                .map(|(name, reason)| FieldError::new(format!("parameters.{name}"), reason))
+                .collect(),
+        ))
+    }
+
+    async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError> {
+        let inner = &self.inner;
+        let _admission = inner.admission.lock().await;
+        if let Some(existing) = inner.entry(&spec.name) {
+            let deleting = existing.record.lock().await.deleting;
+            return Err(if deleting {
+                BackendError::Busy(format!(
+                    "database {} is still being deleted; try again shortly",
+                    spec.name
+                ))
+            } else {
+                BackendError::AlreadyExists(spec.name.clone())
+            });
+        }
+        inner.check_quota(&spec.name, spec.instances).await?;
+        let paths = Paths::new(&inner.root, &spec.name);
+        let port = inner
+            .allocate_port()
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        let record = DatabaseRecord::new(spec, owner, port);
+        let secrets = Secrets::generate();
+        let written = {
+            let (paths, record, secrets) = (paths.clone(), record.clone(), secrets.clone());
+            tokio::task::spawn_blocking(move || write_new(&paths, &record, &secrets))
+                .await
+                .map_err(|e| BackendError::Internal(e.to_string()))?
+        };
+        if let Err(e) = written {
+            inner.free_port(port);
+            let _ = std::fs::remove_dir_all(&paths.dir);
+            return Err(BackendError::Unavailable(format!(
+                "cannot record the database: {e}"
+            )));
+        }
+        let entry = inner.adopt(
+            paths,
+            record,
+            secrets,
+            State::Creating,
+            "Setting up primary",
+        );
+        let view = entry.view(&*entry.record.lock().await);
+        Ok(view)
+    }
+
+    async fn update(
+        &self,
+        spec: DatabaseSpec,
+        expected_revision: u64,
+    ) -> Result<Database, BackendError> {
+        let e = self
+            .inner
+            .entry(&spec.name)
+            .ok_or_else(|| BackendError::NotFound(spec.name.clone()))?;
+        if spec.instances > e.record.lock().await.spec.instances {
+            self.inner.check_quota(&spec.name, spec.instances).await?;
+        }
+        let mut r = e.record.lock().await;
+        if r.deleting {
+            return Err(BackendError::Busy(format!(
+                "database {} is being deleted",
+                spec.name
+            )));
+        }
+        if r.revision != expected_revision {
+            return Err(BackendError::RevisionMismatch {
+                expected: expected_revision,
+                current: r.revision,
+            });
+        }
+        if r.spec != spec {
+            let (state, phase) = if spec.instances != r.spec.instances {
+                (State::Scaling, "Scaling")
+            } else if spec.parameters != r.spec.parameters {
+                (State::Updating, "Applying configuration")
+            } else {
+                (e.observed().state, "Updating")
+            };
+            let mut next = r.clone();
+            next.spec = spec;
+            next.revision += 1;
+            next.updated_at = Utc::now();
+            e.persist(&next).await?;
+            *r = next;
+            if r.created {
+                reconcile::set_phase(&self.inner, &e, state, phase);
+            }
+            e.wake.notify_one();
+        }
+        Ok(e.view(&r))
+    }
+
+    async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError> {
+        let _admission = self.inner.admission.lock().await;
+        let Some(e) = self.inner.entry(name) else {
+            return Ok(DeleteOutcome::AlreadyGone);
+        };
+        let mut r = e.record.lock().await;
+        if !r.deleting {
+            let mut next = r.clone();
+            next.deleting = true;
+            next.updated_at = Utc::now();
+            e.persist(&next).await?;
+            *r = next;
+            reconcile::set_phase(&self.inner, &e, State::Deleting, "Deleting");
+            e.wake.notify_one();
+        }
+        Ok(DeleteOutcome::Started)
+    }
+
+    async fn credentials(&self, name: &str) -> Result<Credentials, BackendError> {
+        let e = self
+            .inner
+            .entry(name)
+            .ok_or_else(|| BackendError::NotFound(name.into()))?;
+        let r = e.record.lock().await;
+        let primary = r
+            .primary()
+            .ok_or_else(|| BackendError::Busy(format!("database {name} has no primary yet")))?;
+        Ok(Credentials::new(
+            "app",
+            &e.secrets.app,
+            HOST,
+            primary.port,
+            "app",
+        ))
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        let root = self.inner.root.clone();
+        match tokio::task::spawn_blocking(move || std::fs::metadata(&root)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("data directory unusable: {e}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The directory [`Postgres::check_parameters`] points `postgres -C` at.
+fn make_probe(pg: &Postgres, probe: &Path) -> Result<(), PgError> {
+    std::fs::create_dir_all(probe)?;
+    set_mode(probe, 0o700)?;
+    let conf = probe.join("postgresql.conf");
+    std::fs::write(
+        &conf,
+        "# Empty: pgplane checks parameters against PostgreSQL's defaults here.\n",
+    )?;
+    pg.give(probe)?;
+    pg.give(&conf)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), PgError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| PgError::Setup(format!("cannot set permissions of {}: {e}", path.display())))
+}
+
+/// Writes a new database's directory: secrets first, then the record, whose
+/// appearance is the moment the database exists.
+fn write_new(paths: &Paths, record: &DatabaseRecord, secrets: &Secrets) -> std::io::Result<()> {
+    std::fs::create_dir(&paths.dir)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&paths.dir, std::fs::Permissions::from_mode(0o711))?;
+    files::write_private(
+        &paths.secrets(),
+        &serde_json::to_vec(secrets).expect("secrets serialize"),
+    )?;
+    files::replace(
+        &paths.record(),
+        &serde_json::to_vec_pretty(record).expect("records serialize"),
+        0o600,
+    )
+}
+
+/// Every database recorded under `root`. A directory without a record is
+/// what a crash in the middle of a create left behind; it is removed.
+fn load_records(root: &Path) -> Result<Vec<(DatabaseRecord, Secrets)>, PgError> {
+    let mut out = Vec::new();
+    for dirent in std::fs::read_dir(root)? {
+        let dir = dirent?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let record_path = dir.join("database.json");
+        let text = match std::fs::read(&record_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %dir.display(), "removing a database directory without a record");
+                reconcile::stop_servers_under(&dir);
+                std::fs::remove_dir_all(&dir)?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let record: DatabaseRecord = serde_json::from_slice(&text).map_err(|e| {
+            PgError::Setup(format!(
+                "{} is not a database record: {e}",
+                record_path.display()
+            ))
+        })?;
+        let secrets_path = dir.join("secrets.json");
+        let secrets: Secrets =
+            serde_json::from_slice(&std::fs::read(&secrets_path)?).map_err(|e| {
+                PgError::Setup(format!("{} is unreadable: {e}", secrets_path.display()))
+            })?;
+        out.push((record, secrets));
+    }
+    Ok(out)
+}

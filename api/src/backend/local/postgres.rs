@@ -1,0 +1,378 @@
+//! The PostgreSQL programs the local backend drives: finding them, running
+//! them as the unprivileged account when pgplane is root, and what each step
+//! of an instance's life takes (initdb, start, stop, base backup, reload).
+//! No policy here: the reconciler decides what to run and when.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::secret::Secret;
+
+/// Longest any one PostgreSQL program may run before it counts as failed.
+const PROGRAM_DEADLINE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{program} failed: {output}")]
+    Program { program: String, output: String },
+    #[error("{0}")]
+    Io(String),
+    #[error("SQL on port {port} failed: {cause}")]
+    Sql { port: u16, cause: String },
+}
+
+impl From<std::io::Error> for PgError {
+    fn from(e: std::io::Error) -> Self {
+        PgError::Io(e.to_string())
+    }
+}
+
+/// The account PostgreSQL runs as, when it differs from ours.
+#[derive(Debug, Clone, Copy)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// How to run the PostgreSQL programs of one installation.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub bindir: PathBuf,
+    pub major: u32,
+    pub run_as: Option<RunAs>,
+}
+
+impl Postgres {
+    /// Finds the binaries (setting, then `initdb` on `PATH`, then
+    /// `pg_config --bindir`), their major version and the account to use.
+    pub async fn discover(bindir: Option<&Path>, pg_user: &str) -> Result<Postgres, PgError> {
+        let bindir = match bindir {
+            Some(dir) => dir.to_path_buf(),
+            None => find_bindir().await.ok_or_else(|| {
+                PgError::Setup(
+                    "no PostgreSQL server binaries found: put initdb on PATH, install pg_config, or set PGPLANE_PG_BINDIR"
+                        .into(),
+                )
+            })?,
+        };
+        for program in ["initdb", "pg_ctl", "postgres", "pg_basebackup"] {
+            if !bindir.join(program).is_file() {
+                return Err(PgError::Setup(format!(
+                    "{} has no {program}",
+                    bindir.display()
+                )));
+            }
+        }
+        let version = output(Command::new(bindir.join("pg_ctl")).arg("--version")).await?;
+        let major = version
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.split('.').next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| PgError::Setup(format!("cannot read a version from {version:?}")))?;
+        let run_as = if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name(pg_user)
+                .map_err(|e| PgError::Setup(format!("cannot look up account {pg_user}: {e}")))?
+                .ok_or_else(|| {
+                    PgError::Setup(format!(
+                        "pgplane runs as root and PostgreSQL refuses to; account {pg_user} does not exist (set PGPLANE_PG_USER)"
+                    ))
+                })?;
+            if user.uid.is_root() {
+                return Err(PgError::Setup(format!(
+                    "account {pg_user} is root; PostgreSQL refuses to run as root"
+                )));
+            }
+            Some(RunAs {
+                uid: user.uid.as_raw(),
+                gid: user.gid.as_raw(),
+            })
+        } else {
+            None
+        };
+        Ok(Postgres {
+            bindir,
+            major,
+            run_as,
+        })
+    }
+
+    /// A command for one of the binaries, as the PostgreSQL account, with a
+    /// clean environment and its own process group (so a terminal's Ctrl-C
+    /// to pgplane does not reach the servers).
+    pub fn command(&self, program: &str, cwd: &Path) -> Command {
+        let mut cmd = Command::new(self.bindir.join(program));
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LC_ALL", "C")
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(RunAs { uid, gid }) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    /// Hands a path pgplane created to the PostgreSQL account.
+    pub fn give(&self, path: &Path) -> Result<(), PgError> {
+        if let Some(RunAs { uid, gid }) = self.run_as {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the PostgreSQL account can reach `dir`.
+    pub async fn check_reachable(&self, dir: &Path) -> Result<(), PgError> {
+        if self.run_as.is_none() {
+            return Ok(());
+        }
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "cd \"$1\"", "sh"])
+            .arg(dir)
+            .env_clear()
+            .stdin(Stdio::null());
+        if let Some(RunAs { uid, gid }) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd.output().await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(PgError::Setup(format!(
+                "{} is not reachable by the PostgreSQL account (uid {}): every parent directory needs o+x; choose a data directory outside /root",
+                dir.display(),
+                self.run_as.map_or(0, |r| r.uid)
+            )))
+        }
+    }
+
+    pub async fn initdb(&self, pgdata: &Path, pwfile: &Path) -> Result<(), PgError> {
+        let mut cmd = self.command("initdb", parent(pgdata));
+        cmd.arg("-D")
+            .arg(pgdata)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ])
+            // Durability starts with the first checkpoint of the running
+            // server; a crash before that makes the reconciler redo initdb.
+            .arg("--no-sync")
+            .arg(format!("--pwfile={}", pwfile.display()));
+        run(cmd, "initdb").await
+    }
+
+    pub async fn start(&self, pgdata: &Path, log: &Path) -> Result<(), PgError> {
+        let mut cmd = self.command("pg_ctl", parent(pgdata));
+        cmd.arg("start")
+            .arg("-D")
+            .arg(pgdata)
+            .arg("-l")
+            .arg(log)
+            .args(["-w", "-t", "120", "-s"]);
+        run(cmd, "pg_ctl start").await
+    }
+
+    /// Stops a server; `fast` disconnects clients and checkpoints,
+    /// otherwise `immediate` (for servers about to be removed).
+    pub async fn stop(&self, pgdata: &Path, fast: bool) -> Result<(), PgError> {
+        let mut cmd = self.command("pg_ctl", parent(pgdata));
+        cmd.arg("stop").arg("-D").arg(pgdata).args([
+            "-m",
+            if fast { "fast" } else { "immediate" },
+            "-w",
+            "-t",
+            "120",
+            "-s",
+        ]);
+        run(cmd, "pg_ctl stop").await
+    }
+
+    pub async fn restart(&self, pgdata: &Path, log: &Path) -> Result<(), PgError> {
+        let mut cmd = self.command("pg_ctl", parent(pgdata));
+        cmd.arg("restart")
+            .arg("-D")
+            .arg(pgdata)
+            .arg("-l")
+            .arg(log)
+            .args(["-m", "fast", "-w", "-t", "120", "-s"]);
+        run(cmd, "pg_ctl restart").await
+    }
+
+    pub async fn reload(&self, pgdata: &Path) -> Result<(), PgError> {
+        let mut cmd = self.command("pg_ctl", parent(pgdata));
+        cmd.arg("reload").arg("-D").arg(pgdata).arg("-s");
+        run(cmd, "pg_ctl reload").await
+    }
+
+    /// Copies the primary listening on `port` into `pgdata`, streaming WAL
+    /// through replication slot `slot`.
+    pub async fn base_backup(
+        &self,
+        pgdata: &Path,
+        port: u16,
+        slot: &str,
+        password: &Secret<String>,
+    ) -> Result<(), PgError> {
+        let mut cmd = self.command("pg_basebackup", parent(pgdata));
+        cmd.arg("-D")
+            .arg(pgdata)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                REPLICATION_USER,
+            ])
+            .args(["-S", slot, "-X", "stream", "-c", "fast", "--no-sync", "-w"])
+            .env("PGPASSWORD", password.expose())
+            .env("PGCONNECT_TIMEOUT", "10");
+        run(cmd, "pg_basebackup").await
+    }
+
+    /// Asks PostgreSQL itself whether it accepts these parameters, using
+    /// `probe` (a directory holding an empty postgresql.conf): `postgres -C`
+    /// parses every `-c` exactly as a server start would, without starting
+    /// one. Returns the refused parameters with PostgreSQL's reason.
+    pub async fn check_parameters(
+        &self,
+        probe: &Path,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, String)>, PgError> {
+        if params.is_empty() || self.probe(probe, params.iter()).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        // Something is refused: ask per parameter, to say which.
+        let checks = params
+            .iter()
+            .map(|p| async move { (p.0.clone(), self.probe(probe, std::iter::once(p)).await) });
+        let mut refused = Vec::new();
+        for (name, verdict) in futures::future::join_all(checks).await {
+            if let Some(reason) = verdict? {
+                refused.push((name, reason));
+            }
+        }
+        Ok(refused)
+    }
+
+    async fn probe<'a>(
+        &self,
+        probe: &Path,
+        params: impl Iterator<Item = (&'a String, &'a String)>,
+    ) -> Result<Option<String>, PgError> {
+        let mut cmd = self.command("postgres", probe);
+        cmd.arg("-D").arg(probe).args(["-C", "port"]);
+        for (name, value) in params {
+            cmd.arg("-c").arg(format!("{name}={value}"));
+        }
+        let out = cmd.output().await?;
+        if out.status.success() {
+            return Ok(None);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let reason = stderr
+            .lines()
+            .filter_map(|l| {
+                l.split_once("FATAL:")
+                    .or_else(|| l.split_once("HINT:"))
+                    .map(|(_, m)| m.trim())
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Some(if reason.is_empty() {
+            stderr.trim().to_owned()
+        } else {
+            reason
+        }))
+    }
+}
+
+/// The role standbys replicate as.
+pub const REPLICATION_USER: &str = "streaming_replica";
+
+fn parent(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new("/"))
+}
+
+async fn find_bindir() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let initdb = dir.join("initdb");
+        if initdb.is_file() {
+            if let Ok(real) = std::fs::canonicalize(&initdb) {
+                let bindir = real.parent()?.to_path_buf();
+                if bindir.join("pg_ctl").is_file() && bindir.join("pg_basebackup").is_file() {
+                    return Some(bindir);
+                }
+            }
+        }
+    }
+    let out = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .await
+        .ok()?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (out.status.success() && dir.join("initdb").is_file()).then_some(dir)
+}
+
+async fn output(cmd: &mut Command) -> Result<String, PgError> {
+    let out = cmd.stdin(Stdio::null()).output().await?;
+    if !out.status.success() {
+        return Err(PgError::Setup(format!(
+            "{:?} failed: {}",
+            cmd.as_std().get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+async fn run(mut cmd: Command, program: &str) -> Result<(), PgError> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = tokio::time::timeout(PROGRAM_DEADLINE, cmd.output())
+        .await
+        .map_err(|_| PgError::Program {
+            program: program.into(),
+            output: format!("did not finish in {} s", PROGRAM_DEADLINE.as_secs()),
+        })??;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    if text.is_empty() {
+        text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    }
+    Err(PgError::Program {
+        program: program.into(),
+        output: text.lines().take(5).collect::<Vec<_>>().join(" / "),
+    })
+}
+
+/// Quotes a value for postgresql.conf.
+pub fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(conf_quote("it's"), "'it''s'");
+        assert_eq!(conf_quote(r"a\b"), r"'a\\b'");
+    }
+}

@@ -1,0 +1,71 @@
+//! The contract every backend fulfils: the databases it manages, their
+//! observed state, and the operations on them. The HTTP layer and the
+//! operations in [`crate::operations`] see only this trait; Kubernetes types
+//! and PostgreSQL processes stay behind it.
+
+pub mod local;
+
+use async_trait::async_trait;
+
+use crate::model::{Credentials, Database, DatabaseSpec, FieldError};
+
+/// What a backend operation can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("database {0} does not exist")]
+    NotFound(String),
+    #[error("database {0} already exists")]
+    AlreadyExists(String),
+    #[error("revision {expected} is not current ({current})")]
+    RevisionMismatch { expected: u64, current: u64 },
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The database is in a state that does not allow the operation now.
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Whether a delete started now or the database was already gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Started,
+    AlreadyGone,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Every database, sorted by name.
+    async fn list(&self) -> Result<Vec<Database>, BackendError>;
+
+    async fn get(&self, name: &str) -> Result<Database, BackendError>;
+
+    /// Checks what only this backend can judge (for example that a parameter
+    /// exists in its PostgreSQL); the pure rules of [`crate::model`] have run.
+    async fn validate(&self, spec: &DatabaseSpec) -> Result<(), BackendError>;
+
+    /// Records the database and starts making it; answers at once with the
+    /// database in state `creating`. `AlreadyExists` when the name is taken.
+    async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError>;
+
+    /// Replaces the spec if the database is still at `expected_revision`,
+    /// bumping the revision, and starts the work in the background.
+    async fn update(
+        &self,
+        spec: DatabaseSpec,
+        expected_revision: u64,
+    ) -> Result<Database, BackendError>;
+
+    /// Starts removing the database and everything it owns.
+    async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError>;
+
+    async fn credentials(&self, name: &str) -> Result<Credentials, BackendError>;
+
+    /// `Err(reason)` when the backend cannot serve requests.
+    async fn ready(&self) -> Result<(), String>;
+}

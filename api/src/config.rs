@@ -1,0 +1,345 @@
+//! Settings: every `pgplane serve` flag and its `PGPLANE_*` variable, read
+//! once at start-up into [`Settings`] and checked there. Nothing else in the
+//! program reads the environment. A bad setting becomes one [`SettingError`]
+//! line naming the variable and the reason.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// The raw command line / environment, as clap reads it. Values stay text
+/// here so that every check, and its message, lives in [`Settings::from_args`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to serve the API on.
+    #[arg(long, env = "PGPLANE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Which backend runs the databases: local.
+    #[arg(long, env = "PGPLANE_BACKEND", default_value = "local")]
+    pub backend: String,
+    /// Where the local backend keeps databases, and where generated secrets are kept.
+    #[arg(long, env = "PGPLANE_DATA_DIR", default_value = "pgplane-data")]
+    pub data_dir: PathBuf,
+    /// Kubernetes namespace of the databases (kubernetes backend).
+    #[arg(long, env = "PGPLANE_NAMESPACE", default_value = "databases")]
+    pub namespace: String,
+    /// Directory of the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup).
+    #[arg(long, env = "PGPLANE_PG_BINDIR")]
+    pub pg_bindir: Option<PathBuf>,
+    /// Operating-system account that runs PostgreSQL when pgplane runs as root.
+    #[arg(long, env = "PGPLANE_PG_USER", default_value = "postgres")]
+    pub pg_user: String,
+    /// PostgreSQL majors offered, comma separated (default: the installed major).
+    #[arg(long, env = "PGPLANE_POSTGRES_VERSIONS")]
+    pub postgres_versions: Option<String>,
+    /// Most PostgreSQL instances the local backend runs at once, over all databases.
+    #[arg(long, env = "PGPLANE_MAX_INSTANCES", default_value = "24")]
+    pub max_instances: String,
+    /// HS256 secret for tokens, at least 32 bytes.
+    #[arg(long, env = "PGPLANE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// File holding the HS256 secret.
+    #[arg(long, env = "PGPLANE_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Token lifetime, e.g. 30m, 1h, 3600s.
+    #[arg(long, env = "PGPLANE_TOKEN_TTL", default_value = "1h")]
+    pub token_ttl: String,
+    /// YAML file of users: username, argon2 password_hash, role.
+    #[arg(long, env = "PGPLANE_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Password of the bootstrap `admin` when there is no users file.
+    #[arg(long, env = "PGPLANE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Log format: json or pretty.
+    #[arg(long, env = "PGPLANE_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Where the token-signing secret comes from.
+#[derive(Debug, Clone)]
+pub enum JwtSecretSource {
+    Value(Secret<String>),
+    File(PathBuf),
+    /// Generated on first start and kept under the data directory.
+    Generated,
+}
+
+/// Where the users come from.
+#[derive(Debug, Clone)]
+pub enum UsersSource {
+    File(PathBuf),
+    /// The single bootstrap `admin`, with this password or a generated one.
+    BootstrapAdmin(Option<Secret<String>>),
+}
+
+/// The checked settings of `pgplane serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub backend: BackendKind,
+    pub data_dir: PathBuf,
+    pub namespace: String,
+    pub pg_bindir: Option<PathBuf>,
+    pub pg_user: String,
+    /// `None`: whatever major the local PostgreSQL binaries are.
+    pub postgres_versions: Option<Vec<u32>>,
+    pub max_instances: u32,
+    pub jwt_secret: JwtSecretSource,
+    pub token_ttl: Duration,
+    pub users: UsersSource,
+    pub log_format: LogFormat,
+}
+
+/// A setting that stops start-up: which one, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("bad setting {var}: {reason}")]
+pub struct SettingError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn bad(var: &'static str, reason: impl Into<String>) -> SettingError {
+    SettingError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    pub fn from_args(args: ServeArgs) -> Result<Settings, SettingError> {
+        let listen = args.listen.parse().map_err(|_| {
+            bad(
+                "PGPLANE_LISTEN",
+                format!("{:?} is not an address such as 127.0.0.1:8080", args.listen),
+            )
+        })?;
+        let backend = match args.backend.as_str() {
+            "local" => BackendKind::Local,
+            "kubernetes" => {
+                return Err(bad(
+                    "PGPLANE_BACKEND",
+                    "the kubernetes backend is not part of this build yet; use local",
+                ))
+            }
+            other => {
+                return Err(bad(
+                    "PGPLANE_BACKEND",
+                    format!("{other:?} is not one of local, kubernetes"),
+                ))
+            }
+        };
+        if args.data_dir.as_os_str().is_empty() {
+            return Err(bad("PGPLANE_DATA_DIR", "must not be empty"));
+        }
+        if crate::model::check_name(&args.namespace).is_err() || args.namespace.len() > 63 {
+            return Err(bad(
+                "PGPLANE_NAMESPACE",
+                format!("{:?} is not a Kubernetes namespace name", args.namespace),
+            ));
+        }
+        if let Some(dir) = &args.pg_bindir {
+            if !dir.join("initdb").is_file() {
+                return Err(bad(
+                    "PGPLANE_PG_BINDIR",
+                    format!("{} has no initdb", dir.display()),
+                ));
+            }
+        }
+        if args.pg_user.is_empty() {
+            return Err(bad("PGPLANE_PG_USER", "must not be empty"));
+        }
+        let postgres_versions = match &args.postgres_versions {
+            None => None,
+            Some(text) => {
+                Some(parse_versions(text).map_err(|r| bad("PGPLANE_POSTGRES_VERSIONS", r))?)
+            }
+        };
+        let max_instances = args
+            .max_instances
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                bad(
+                    "PGPLANE_MAX_INSTANCES",
+                    format!("{:?} is not a positive integer", args.max_instances),
+                )
+            })?;
+        let jwt_secret = match (args.jwt_secret, args.jwt_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "PGPLANE_JWT_SECRET",
+                    "set either PGPLANE_JWT_SECRET or PGPLANE_JWT_SECRET_FILE, not both",
+                ))
+            }
+            (Some(s), None) => {
+                if s.len() < 32 {
+                    return Err(bad(
+                        "PGPLANE_JWT_SECRET",
+                        format!("must be at least 32 bytes (got {})", s.len()),
+                    ));
+                }
+                JwtSecretSource::Value(Secret::new(s))
+            }
+            (None, Some(path)) => JwtSecretSource::File(path),
+            (None, None) => JwtSecretSource::Generated,
+        };
+        let token_ttl = parse_duration(&args.token_ttl)
+            .filter(|d| (Duration::from_secs(60)..=Duration::from_secs(7 * 24 * 3600)).contains(d))
+            .ok_or_else(|| {
+                bad(
+                    "PGPLANE_TOKEN_TTL",
+                    format!(
+                        "{:?} is not a duration from 1m to 7d, such as 30m or 1h",
+                        args.token_ttl
+                    ),
+                )
+            })?;
+        let users =
+            match (args.users_file, args.admin_password) {
+                (Some(_), Some(_)) => return Err(bad(
+                    "PGPLANE_ADMIN_PASSWORD",
+                    "applies only without PGPLANE_USERS_FILE; put admin in the users file instead",
+                )),
+                (Some(path), None) => UsersSource::File(path),
+                (None, Some(p)) if p.len() < 8 => {
+                    return Err(bad(
+                        "PGPLANE_ADMIN_PASSWORD",
+                        "must be at least 8 characters",
+                    ))
+                }
+                (None, password) => UsersSource::BootstrapAdmin(password.map(Secret::new)),
+            };
+        let log_format = match args.log_format.as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                return Err(bad(
+                    "PGPLANE_LOG_FORMAT",
+                    format!("{other:?} is not one of json, pretty"),
+                ))
+            }
+        };
+        Ok(Settings {
+            listen,
+            backend,
+            data_dir: args.data_dir,
+            namespace: args.namespace,
+            pg_bindir: args.pg_bindir,
+            pg_user: args.pg_user,
+            postgres_versions,
+            max_instances,
+            jwt_secret,
+            token_ttl,
+            users,
+            log_format,
+        })
+    }
+}
+
+fn parse_versions(text: &str) -> Result<Vec<u32>, String> {
+    let mut versions = text
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (10..=99).contains(n))
+                .ok_or_else(|| format!("{:?} is not a PostgreSQL major version", v.trim()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    versions.sort_unstable();
+    versions.dedup();
+    Ok(versions)
+}
+
+/// `90`, `90s`, `30m`, `1h`, `2d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, SettingError> {
+        let cli = Cli::try_parse_from(std::iter::once("pgplane").chain(args.iter().copied()))
+            .expect("flags parse");
+        Settings::from_args(cli.serve)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.token_ttl, Duration::from_secs(3600));
+        assert!(matches!(s.jwt_secret, JwtSecretSource::Generated));
+        assert!(matches!(s.users, UsersSource::BootstrapAdmin(None)));
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--listen", "nowhere"], "PGPLANE_LISTEN"),
+            (&["--backend", "cloud"], "PGPLANE_BACKEND"),
+            (&["--token-ttl", "5x"], "PGPLANE_TOKEN_TTL"),
+            (&["--token-ttl", "10s"], "PGPLANE_TOKEN_TTL"),
+            (&["--jwt-secret", "short"], "PGPLANE_JWT_SECRET"),
+            (
+                &["--postgres-versions", "15,x"],
+                "PGPLANE_POSTGRES_VERSIONS",
+            ),
+            (&["--log-format", "xml"], "PGPLANE_LOG_FORMAT"),
+            (&["--max-instances", "0"], "PGPLANE_MAX_INSTANCES"),
+            (&["--pg-bindir", "/nonexistent"], "PGPLANE_PG_BINDIR"),
+            (&["--namespace", "Bad_NS"], "PGPLANE_NAMESPACE"),
+            (&["--admin-password", "short"], "PGPLANE_ADMIN_PASSWORD"),
+        ];
+        for (args, var) in cases {
+            let err = settings(args).expect_err(&format!("{args:?}"));
+            assert_eq!(err.var, *var, "{args:?}");
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("1.5h"), None);
+    }
+}

@@ -1,0 +1,132 @@
+//! `pgplane serve`: builds the application from the settings (backend,
+//! users, tokens, metrics) and serves it until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::auth::{token::Tokens, users::Generated, Auth, Users};
+use crate::backend::local::LocalBackend;
+use crate::config::{BackendKind, LogFormat, Settings};
+use crate::http::{router, App};
+use crate::metrics::Metrics;
+use crate::model::Limits;
+
+/// Why start-up stopped: one line naming the setting or resource at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("bad setting {0}: {1}")]
+    Setting(&'static str, String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Serve(std::io::Error),
+}
+
+/// A built application, ready to serve.
+pub struct Built {
+    pub router: axum::Router,
+    pub backend: Arc<LocalBackend>,
+    /// The bootstrap admin's password, when this start generated it.
+    pub generated_admin: Option<Generated>,
+}
+
+pub async fn build(settings: &Settings) -> Result<Built, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        StartError::Setting(
+            "PGPLANE_DATA_DIR",
+            format!("cannot create {}: {e}", settings.data_dir.display()),
+        )
+    })?;
+    let backend = match settings.backend {
+        BackendKind::Local => LocalBackend::start(
+            &settings.data_dir,
+            settings.pg_bindir.as_deref(),
+            &settings.pg_user,
+            settings.max_instances,
+            metrics.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Setting("PGPLANE_PG_BINDIR", e.to_string()))?,
+    };
+    let installed = backend.postgres_major();
+    let postgres_versions = match &settings.postgres_versions {
+        None => vec![installed],
+        Some(v) if v == &[installed] => v.clone(),
+        Some(v) => {
+            return Err(StartError::Setting(
+                "PGPLANE_POSTGRES_VERSIONS",
+                format!("the local backend offers only the installed major {installed}, not {v:?}"),
+            ))
+        }
+    };
+    let secret = Tokens::load_secret(&settings.jwt_secret, &settings.data_dir)
+        .map_err(|e| StartError::Setting("PGPLANE_JWT_SECRET_FILE", e.to_string()))?;
+    let (users, generated_admin) = Users::load(&settings.users, &settings.data_dir)
+        .map_err(|e| StartError::Setting("PGPLANE_USERS_FILE", e.to_string()))?;
+    let backend = Arc::new(backend);
+    let app = Arc::new(App {
+        backend: backend.clone(),
+        auth: Auth::new(users, Tokens::new(&secret, settings.token_ttl)),
+        metrics,
+        limits: Limits { postgres_versions },
+    });
+    Ok(Built {
+        router: router(app),
+        backend,
+        generated_admin,
+    })
+}
+
+pub async fn run(settings: Settings) -> Result<(), StartError> {
+    init_logging(settings.log_format);
+    let built = build(&settings).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| StartError::Listen(settings.listen, e))?;
+    if let Some(Generated(password)) = &built.generated_admin {
+        // Shown once, on the terminal, never in a log line; only its hash is kept.
+        eprintln!(
+            "\n  pgplane generated the password of user admin: {}\n  (it is not shown again; its hash is in {})\n",
+            password.expose(),
+            settings.data_dir.join("admin-password.hash").display()
+        );
+    }
+    tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "pgplane serving");
+    let service = built
+        .router
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(StartError::Serve)?;
+    built.backend.shutdown();
+    tracing::info!("pgplane stopped; the PostgreSQL servers keep running");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PGPLANE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}

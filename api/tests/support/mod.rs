@@ -1,0 +1,323 @@
+//! Test harness: a pgplane served on a loopback port over a temporary data
+//! directory, with users of every role, driven over HTTP like a client would.
+//! Dropping a [`TestApp`] (also when a test panics) stops its reconcilers,
+//! stops every PostgreSQL server under its data directory (by pid file) and
+//! removes the directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+
+use pgplane::config::{ServeArgs, Settings};
+
+pub const PASSWORD: &str = "correct-horse-battery";
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    backend: std::sync::Arc<pgplane::backend::local::LocalBackend>,
+    server: tokio::task::JoinHandle<()>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A users file with admin, editor and viewer, all with [`PASSWORD`].
+fn users_yaml() -> &'static str {
+    static YAML: OnceLock<String> = OnceLock::new();
+    YAML.get_or_init(|| {
+        let hash = pgplane::auth::password::hash(PASSWORD);
+        let mut y = String::from("users:\n");
+        for (user, role) in [
+            ("admin", "admin"),
+            ("editor", "editor"),
+            ("viewer", "viewer"),
+            ("eve", "editor"),
+        ] {
+            y.push_str(&format!(
+                "- {{username: {user}, password_hash: '{hash}', role: {role}}}\n"
+            ));
+        }
+        y
+    })
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        TestApp::start_with(&[]).await
+    }
+
+    /// Starts with extra `pgplane serve` flags.
+    pub async fn start_with(extra: &[&str]) -> TestApp {
+        // Under /tmp: the PostgreSQL account must be able to reach it.
+        let tmp = tempfile::Builder::new()
+            .prefix("pgplane-test-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        std::fs::write(tmp.path().join("users.yaml"), users_yaml()).unwrap();
+        let mut app = TestApp::serve(tmp.path(), extra).await;
+        app._tmp = Some(tmp);
+        app
+    }
+
+    /// Stops this app's pgplane (its servers keep running, as in production)
+    /// and starts another over the same data directory.
+    pub async fn start_over(&self) -> TestApp {
+        self.server.abort();
+        self.backend.shutdown();
+        TestApp::serve(self.data_dir.parent().unwrap(), &[]).await
+    }
+
+    async fn serve(dir: &Path, extra: &[&str]) -> TestApp {
+        let data_dir = dir.join("data");
+        let users = dir.join("users.yaml");
+        let mut args = vec![
+            "pgplane".to_owned(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--users-file".into(),
+            users.display().to_string(),
+            "--jwt-secret".into(),
+            "test-secret-test-secret-test-secret!".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let settings =
+            Settings::from_args(Args::parse_from(args).serve).expect("test settings are valid");
+        let built = pgplane::serve::build(&settings)
+            .await
+            .expect("pgplane builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let service = built
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, service).await.unwrap();
+        });
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            data_dir,
+            backend: built.backend,
+            server,
+            _tmp: None,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    pub async fn token(&self, user: &str) -> String {
+        let r = self
+            .request(Method::POST, "/api/v1/auth/login")
+            .json(&json!({"username": user, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "login of {user}");
+        r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A client acting as `user`.
+    pub async fn as_user(&self, user: &str) -> Caller<'_> {
+        Caller {
+            app: self,
+            token: self.token(user).await,
+        }
+    }
+
+    /// Waits until the database reaches `state`, failing on `failed` or the deadline.
+    pub async fn wait_state(
+        &self,
+        caller: &Caller<'_>,
+        name: &str,
+        state: &str,
+        deadline: Duration,
+    ) -> Value {
+        let until = Instant::now() + deadline;
+        loop {
+            let (status, body) = caller.get(&format!("/api/v1/databases/{name}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["state"] == state {
+                return body;
+            }
+            assert_ne!(body["state"], "failed", "{body}");
+            assert!(
+                Instant::now() < until,
+                "{name} did not become {state} in {deadline:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until GET answers 404.
+    pub async fn wait_gone(&self, caller: &Caller<'_>, name: &str, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        loop {
+            let (status, body) = caller.get(&format!("/api/v1/databases/{name}")).await;
+            if status == StatusCode::NOT_FOUND {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{name} still there after {deadline:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// PostgreSQL servers whose data directory lies under this app's data dir.
+    pub fn running_servers(&self) -> Vec<i32> {
+        servers_under(&self.data_dir)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.backend.shutdown();
+        for pid in servers_under(&self.data_dir) {
+            // SIGQUIT: PostgreSQL's immediate shutdown.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while !servers_under(&self.data_dir).is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Live postmasters (from their pid files) of data directories under `dir`.
+pub fn servers_under(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "postmaster.pid") {
+                let pid = std::fs::read_to_string(&p)
+                    .ok()
+                    .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+                if let Some(pid) = pid {
+                    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+    }
+    pids
+}
+
+/// Requests with one user's token.
+pub struct Caller<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+}
+
+impl Caller<'_> {
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.app.request(method, path).bearer_auth(&self.token)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        body_of(self.request(Method::GET, path).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        body_of(
+            self.request(Method::POST, path)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .request(Method::PATCH, path)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        body_of(r).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        body_of(self.request(Method::DELETE, path).send().await.unwrap()).await
+    }
+}
+
+/// Status and JSON body (Null when empty); asserts problem answers are problem+json.
+pub async fn body_of(r: Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = r.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(content_type, "application/problem+json", "{status}: {body}");
+        assert_eq!(body["status"], status.as_u16(), "{body}");
+        assert!(
+            body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
+            "{body}"
+        );
+    }
+    (status, body)
+}
+
+/// The `field`s of a validation problem, in order.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A connection to PostgreSQL, failing the test on error.
+pub async fn connect(uri: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
