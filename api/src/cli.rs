@@ -41,7 +41,10 @@ pub fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pgplane: {e}");
-                    ExitCode::FAILURE
+                    match e {
+                        crate::serve::StartError::Setting(..) => ExitCode::from(2),
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }

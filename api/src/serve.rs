@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::auth::{token::Tokens, users::Generated, Auth, Users};
-use crate::backend::local::LocalBackend;
+use crate::backend::local::{LocalBackend, PgError};
 use crate::config::{BackendKind, LogFormat, Settings};
 use crate::http::{router, App};
 use crate::metrics::Metrics;
@@ -16,10 +16,10 @@ use crate::model::Limits;
 pub enum StartError {
     #[error("bad setting {0}: {1}")]
     Setting(&'static str, String),
-    #[error("cannot listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
     #[error("{0}")]
     Serve(std::io::Error),
+    #[error("the local backend cannot start: {0}")]
+    Backend(String),
 }
 
 /// A built application, ready to serve.
@@ -47,7 +47,10 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
             metrics.clone(),
         )
         .await
-        .map_err(|e| StartError::Setting("PGPLANE_PG_BINDIR", e.to_string()))?,
+        .map_err(|e| match e {
+            PgError::Setting { var, reason } => StartError::Setting(var, reason),
+            other => StartError::Backend(other.to_string()),
+        })?,
     };
     let installed = backend.postgres_major();
     let postgres_versions = match &settings.postgres_versions {
@@ -80,10 +83,16 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
 
 pub async fn run(settings: Settings) -> Result<(), StartError> {
     init_logging(settings.log_format);
-    let built = build(&settings).await?;
+    // Bound first, so a taken port stops start-up before any database is touched.
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .map_err(|e| StartError::Listen(settings.listen, e))?;
+        .map_err(|e| {
+            StartError::Setting(
+                "PGPLANE_LISTEN",
+                format!("cannot listen on {}: {e}", settings.listen),
+            )
+        })?;
+    let built = build(&settings).await?;
     if let Some(Generated(password)) = &built.generated_admin {
         // Shown once, on the terminal, never in a log line; only its hash is kept.
         eprintln!(

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use pgplane::config::{ServeArgs, Settings};
 
 pub const PASSWORD: &str = "correct-horse-battery";
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
 #[derive(Parser)]
 struct Args {
@@ -89,7 +90,7 @@ impl TestApp {
             "--users-file".into(),
             users.display().to_string(),
             "--jwt-secret".into(),
-            "test-secret-test-secret-test-secret!".into(),
+            JWT_SECRET.into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let settings =

@@ -77,8 +77,12 @@ impl LocalBackend {
         let pg = Postgres::discover(bindir, pg_user).await?;
         let root = data_dir.join("databases");
         for dir in [data_dir, &root] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| PgError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                PgError::setting(
+                    "PGPLANE_DATA_DIR",
+                    format!("cannot create {}: {e}", dir.display()),
+                )
+            })?;
             // The PostgreSQL account must pass through, but not list.
             set_mode(dir, 0o711)?;
         }
@@ -198,7 +202,7 @@ impl Inner {
                 return Ok(port);
             }
         }
-        Err(PgError::Setup("no free port found".into()))
+        Err(PgError::Io("no free port found".into()))
     }
 
     fn free_port(&self, port: u16) {
@@ -479,8 +483,12 @@ fn make_probe(pg: &Postgres, probe: &Path) -> Result<(), PgError> {
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), PgError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| PgError::Setup(format!("cannot set permissions of {}: {e}", path.display())))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+        PgError::setting(
+            "PGPLANE_DATA_DIR",
+            format!("cannot set permissions of {}: {e}", path.display()),
+        )
+    })
 }
 
 /// Writes a new database's directory: secrets first, then the record, whose
@@ -521,15 +529,18 @@ fn load_records(root: &Path) -> Result<Vec<(DatabaseRecord, Secrets)>, PgError> 
             Err(e) => return Err(e.into()),
         };
         let record: DatabaseRecord = serde_json::from_slice(&text).map_err(|e| {
-            PgError::Setup(format!(
-                "{} is not a database record: {e}",
-                record_path.display()
-            ))
+            PgError::setting(
+                "PGPLANE_DATA_DIR",
+                format!("{} is not a database record: {e}", record_path.display()),
+            )
         })?;
         let secrets_path = dir.join("secrets.json");
         let secrets: Secrets =
             serde_json::from_slice(&std::fs::read(&secrets_path)?).map_err(|e| {
-                PgError::Setup(format!("{} is unreadable: {e}", secrets_path.display()))
+                PgError::setting(
+                    "PGPLANE_DATA_DIR",
+                    format!("{} is unreadable: {e}", secrets_path.display()),
+                )
             })?;
         out.push((record, secrets));
     }

@@ -17,14 +17,24 @@ const PROGRAM_DEADLINE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("{0}")]
-    Setup(String),
+    /// Start-up cannot go on because of what a setting names.
+    #[error("{reason}")]
+    Setting { var: &'static str, reason: String },
     #[error("{program} failed: {output}")]
     Program { program: String, output: String },
     #[error("{0}")]
     Io(String),
     #[error("SQL on port {port} failed: {cause}")]
     Sql { port: u16, cause: String },
+}
+
+impl PgError {
+    pub fn setting(var: &'static str, reason: impl Into<String>) -> PgError {
+        PgError::Setting {
+            var,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl From<std::io::Error> for PgError {
@@ -55,18 +65,18 @@ impl Postgres {
         let bindir = match bindir {
             Some(dir) => dir.to_path_buf(),
             None => find_bindir().await.ok_or_else(|| {
-                PgError::Setup(
-                    "no PostgreSQL server binaries found: put initdb on PATH, install pg_config, or set PGPLANE_PG_BINDIR"
-                        .into(),
+                PgError::setting(
+                    "PGPLANE_PG_BINDIR",
+                    "no PostgreSQL server binaries found: put initdb on PATH, install pg_config, or set PGPLANE_PG_BINDIR",
                 )
             })?,
         };
         for program in ["initdb", "pg_ctl", "postgres", "pg_basebackup"] {
             if !bindir.join(program).is_file() {
-                return Err(PgError::Setup(format!(
-                    "{} has no {program}",
-                    bindir.display()
-                )));
+                return Err(PgError::setting(
+                    "PGPLANE_PG_BINDIR",
+                    format!("{} has no {program}", bindir.display()),
+                ));
             }
         }
         let version = output(Command::new(bindir.join("pg_ctl")).arg("--version")).await?;
@@ -75,19 +85,25 @@ impl Postgres {
             .last()
             .and_then(|v| v.split('.').next())
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| PgError::Setup(format!("cannot read a version from {version:?}")))?;
+            .ok_or_else(|| {
+                PgError::setting(
+                    "PGPLANE_PG_BINDIR",
+                    format!("cannot read a version from {version:?}"),
+                )
+            })?;
         let run_as = if nix::unistd::geteuid().is_root() {
             let user = nix::unistd::User::from_name(pg_user)
-                .map_err(|e| PgError::Setup(format!("cannot look up account {pg_user}: {e}")))?
+                .map_err(|e| PgError::setting("PGPLANE_PG_USER", format!("cannot look up account {pg_user}: {e}")))?
                 .ok_or_else(|| {
-                    PgError::Setup(format!(
+                    PgError::setting("PGPLANE_PG_USER", format!(
                         "pgplane runs as root and PostgreSQL refuses to; account {pg_user} does not exist (set PGPLANE_PG_USER)"
                     ))
                 })?;
             if user.uid.is_root() {
-                return Err(PgError::Setup(format!(
-                    "account {pg_user} is root; PostgreSQL refuses to run as root"
-                )));
+                return Err(PgError::setting(
+                    "PGPLANE_PG_USER",
+                    format!("account {pg_user} is root; PostgreSQL refuses to run as root"),
+                ));
             }
             Some(RunAs {
                 uid: user.uid.as_raw(),
@@ -146,7 +162,7 @@ impl Postgres {
         if out.status.success() {
             Ok(())
         } else {
-            Err(PgError::Setup(format!(
+            Err(PgError::setting("PGPLANE_DATA_DIR", format!(
                 "{} is not reachable by the PostgreSQL account (uid {}): every parent directory needs o+x; choose a data directory outside /root",
                 dir.display(),
                 self.run_as.map_or(0, |r| r.uid)
@@ -331,11 +347,14 @@ async fn find_bindir() -> Option<PathBuf> {
 async fn output(cmd: &mut Command) -> Result<String, PgError> {
     let out = cmd.stdin(Stdio::null()).output().await?;
     if !out.status.success() {
-        return Err(PgError::Setup(format!(
-            "{:?} failed: {}",
-            cmd.as_std().get_program(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(PgError::setting(
+            "PGPLANE_PG_BINDIR",
+            format!(
+                "{:?} failed: {}",
+                cmd.as_std().get_program(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

@@ -1,0 +1,390 @@
+//! The real `pgplane` binary: a bad setting stops start-up with one line;
+//! `serve` runs a database's whole life with JSON logs that never carry a
+//! password, token or secret; the bootstrap admin's password is printed once.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgplane");
+
+/// `pgplane` with the given arguments and none of the caller's PGPLANE_* settings.
+fn pgplane(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PGPLANE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("pgplane-bin-")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+#[test]
+fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
+    let dir = tmp();
+    let data = dir.path().join("data");
+    let cases: &[(&str, &str, &str)] = &[
+        ("PGPLANE_LISTEN", "nope", "PGPLANE_LISTEN"),
+        ("PGPLANE_BACKEND", "cloud", "PGPLANE_BACKEND"),
+        ("PGPLANE_TOKEN_TTL", "forever", "PGPLANE_TOKEN_TTL"),
+        ("PGPLANE_JWT_SECRET", "short", "PGPLANE_JWT_SECRET"),
+        (
+            "PGPLANE_JWT_SECRET_FILE",
+            "/nonexistent",
+            "PGPLANE_JWT_SECRET_FILE",
+        ),
+        ("PGPLANE_MAX_INSTANCES", "0", "PGPLANE_MAX_INSTANCES"),
+        ("PGPLANE_LOG_FORMAT", "xml", "PGPLANE_LOG_FORMAT"),
+        (
+            "PGPLANE_POSTGRES_VERSIONS",
+            "abc",
+            "PGPLANE_POSTGRES_VERSIONS",
+        ),
+        (
+            "PGPLANE_POSTGRES_VERSIONS",
+            "99",
+            "PGPLANE_POSTGRES_VERSIONS",
+        ),
+        ("PGPLANE_USERS_FILE", "/nonexistent", "PGPLANE_USERS_FILE"),
+        ("PGPLANE_PG_BINDIR", "/nonexistent", "PGPLANE_PG_BINDIR"),
+        ("PGPLANE_DATA_DIR", "/proc/pgplane", "PGPLANE_DATA_DIR"),
+        ("PGPLANE_ADMIN_PASSWORD", "", "PGPLANE_ADMIN_PASSWORD"),
+    ];
+    let mut cases = cases.to_vec();
+    if nix::unistd::geteuid().is_root() {
+        cases.push(("PGPLANE_PG_USER", "no-such-account", "PGPLANE_PG_USER"));
+    }
+    for (var, value, named) in cases {
+        let out = pgplane(&["serve"])
+            .env("PGPLANE_DATA_DIR", &data)
+            .env(var, value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{var}={value}: one line, got {stderr:?}");
+        assert!(
+            lines[0].starts_with(&format!("pgplane: bad setting {named}: ")),
+            "{var}={value}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{var}={value}");
+    }
+    // A taken port, too, before anything else starts.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = pgplane(&["serve"])
+        .env("PGPLANE_DATA_DIR", &data)
+        .env("PGPLANE_LISTEN", taken.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .starts_with("pgplane: bad setting PGPLANE_LISTEN: cannot listen"));
+}
+
+#[test]
+fn hash_password_makes_an_argon2_hash_that_verifies() {
+    let mut child = pgplane(&["hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret-passphrase\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    let hash = hash.trim();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(pgplane::auth::password::verify("s3cret-passphrase", hash));
+    assert!(!pgplane::auth::password::verify(
+        "s3cret-passphrase\n",
+        hash
+    ));
+    let out = pgplane(&["hash-password"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an empty password is refused");
+}
+
+/// A `pgplane serve` child with its output in files; stopped on drop, with
+/// any PostgreSQL server left under its data directory.
+struct Served {
+    child: Child,
+    base: String,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    data: PathBuf,
+}
+
+impl Served {
+    fn start(dir: &Path, run: &str) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = dir.join("data");
+        let stdout = dir.join(format!("{run}.stdout"));
+        let stderr = dir.join(format!("{run}.stderr"));
+        let child = pgplane(&["serve"])
+            .env("PGPLANE_DATA_DIR", &data)
+            .env("PGPLANE_LISTEN", format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let served = Served {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stdout,
+            stderr,
+            data,
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while blocking::get(&format!("{}/healthz", served.base)).is_err() {
+            assert!(Instant::now() < until, "pgplane did not answer /healthz");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        served
+    }
+
+    fn output(&self) -> (String, String) {
+        (
+            std::fs::read_to_string(&self.stdout).unwrap(),
+            std::fs::read_to_string(&self.stderr).unwrap(),
+        )
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "pgplane exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < until, "pgplane did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in support::servers_under(&self.data) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+        }
+    }
+}
+
+/// Blocking HTTP calls over reqwest's async client, one runtime per call.
+mod blocking {
+    use reqwest::{Client, Error, Method, StatusCode};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    pub fn get(url: &str) -> Result<StatusCode, Error> {
+        rt().block_on(async { Ok(Client::new().get(url).send().await?.status()) })
+    }
+
+    pub fn call(
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        rt().block_on(async {
+            let mut req = Client::new()
+                .request(method, url)
+                .header("x-request-id", "binary-test");
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap();
+            (status, serde_json::from_str(&text).unwrap_or_default())
+        })
+    }
+}
+
+fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while !done() {
+        assert!(Instant::now() < until, "{what} within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_keeps_every_secret_out_of_its_logs_and_shows_the_admin_password_once() {
+    use blocking::call;
+    use reqwest::Method;
+    let dir = tmp();
+    let mut first = Served::start(dir.path(), "first");
+    let (_, stderr) = first.output();
+    let password = stderr
+        .lines()
+        .find_map(|l| l.split("generated the password of user admin: ").nth(1))
+        .expect("the first start prints the generated admin password")
+        .trim()
+        .to_owned();
+    let api = |served: &Served, path: &str| format!("{}/api/v1{path}", served.base);
+
+    let (status, login) = call(
+        Method::POST,
+        &api(&first, "/auth/login"),
+        None,
+        Some(json!({"username": "admin", "password": password})),
+    );
+    assert_eq!(status, 200, "{login}");
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        Method::POST,
+        &api(&first, "/auth/login"),
+        None,
+        Some(json!({"username": "admin", "password": "wrong-guess-123"})),
+    );
+    assert_eq!(status, 401);
+
+    let (status, body) = call(
+        Method::POST,
+        &api(&first, "/databases"),
+        Some(&token),
+        Some(json!({"name": "logs", "parameters": {"work_mem": "8MB"}})),
+    );
+    assert_eq!(status, 202, "{body}");
+    wait_for("logs healthy", Duration::from_secs(120), || {
+        call(
+            Method::GET,
+            &api(&first, "/databases/logs"),
+            Some(&token),
+            None,
+        )
+        .1["state"]
+            == "healthy"
+    });
+    let (status, creds) = call(
+        Method::GET,
+        &api(&first, "/databases/logs/credentials"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 200);
+    let app_password = creds["password"].as_str().unwrap().to_owned();
+    let secrets: Value = serde_json::from_slice(
+        &std::fs::read(first.data.join("databases/logs/secrets.json")).unwrap(),
+    )
+    .unwrap();
+    let jwt_secret = std::fs::read_to_string(first.data.join("jwt-secret")).unwrap();
+
+    let (status, _) = call(
+        Method::DELETE,
+        &api(&first, "/databases/logs"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 202);
+    wait_for("logs gone", Duration::from_secs(60), || {
+        call(
+            Method::GET,
+            &api(&first, "/databases/logs"),
+            Some(&token),
+            None,
+        )
+        .0 == 404
+    });
+    first.stop();
+
+    // The second start shows no password, and the kept one still works.
+    let mut second = Served::start(dir.path(), "second");
+    let (status, _) = call(
+        Method::POST,
+        &api(&second, "/auth/login"),
+        None,
+        Some(json!({"username": "admin", "password": password})),
+    );
+    assert_eq!(status, 200);
+    second.stop();
+
+    let mut secret_values = vec![
+        password.clone(),
+        token.clone(),
+        app_password,
+        jwt_secret.trim().to_owned(),
+    ];
+    let mut stack = vec![secrets];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.len() >= 12 => secret_values.push(s),
+            Value::Object(m) => stack.extend(m.into_iter().map(|(_, v)| v)),
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    let (out1, err1) = first.output();
+    let (out2, err2) = second.output();
+    assert!(!err2.contains("generated the password"), "{err2}");
+    let banner = |l: &&str| !l.contains("generated the password of user admin");
+    let logs: Vec<&str> = [&out1, &err1, &out2, &err2]
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(banner)
+        .collect();
+    for secret in &secret_values {
+        for line in &logs {
+            assert!(
+                !line.contains(secret.as_str()),
+                "a secret in the log: {line}"
+            );
+        }
+    }
+    // Logs are JSON lines, and requests carry their id.
+    let mut request_lines = 0;
+    for line in out1.lines().chain(out2.lines()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["request_id"] == "binary-test" || v["span"]["request_id"] == "binary-test" {
+            request_lines += 1;
+        }
+    }
+    assert!(request_lines >= 5, "request lines carry their id:\n{out1}");
+}
