@@ -215,6 +215,7 @@ fn encode(s: &str) -> String {
 /// through [`parse_create`], which reports every bad field at once.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = CreateDatabase)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct CreateDatabaseDoc {
     /// DNS-1123 label, 1 to 50 characters.
@@ -231,7 +232,10 @@ pub struct CreateDatabaseDoc {
     #[schema(minimum = 1, maximum = 9)]
     instances: Option<u32>,
     /// Kubernetes quantity, at least 1Gi. Default 1Gi.
-    #[schema(example = "10Gi")]
+    #[schema(
+        example = "10Gi",
+        pattern = r"^[0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+    )]
     storage: Option<String>,
     parameters: Option<BTreeMap<String, String>>,
     labels: Option<BTreeMap<String, String>>,
@@ -241,11 +245,16 @@ pub struct CreateDatabaseDoc {
 /// document. `null` in `parameters` or `labels` removes that key.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = DatabasePatch)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct DatabasePatchDoc {
     #[schema(minimum = 1, maximum = 9)]
     instances: Option<u32>,
     /// May grow, never shrink.
+    #[schema(
+        example = "20Gi",
+        pattern = r"^[0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+    )]
     storage: Option<String>,
     parameters: Option<BTreeMap<String, Option<String>>>,
     labels: Option<BTreeMap<String, Option<String>>>,

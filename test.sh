@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, the Rust tests (against real
+# PostgreSQL servers they start and stop themselves), schemathesis against
+# a served pgplane, and the offline checks of the deployment files.
+# `.ci/run` installs the tools this needs on a fresh machine, then runs it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+step "cargo test (real PostgreSQL)"
+cargo test --locked
+step "schemathesis against /api/v1/openapi.json"
+scripts/schemathesis.sh target/debug/pgplane
+step "deployment checks"
+PGPLANE_BIN="$PWD/target/debug/pgplane" scripts/check-deploy.sh
+step "all passed"
