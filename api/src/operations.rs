@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::backend::{Backend, BackendError, DeleteOutcome};
 use crate::error::ApiError;
+use crate::events::EventQuery;
 use crate::model::{self, Database, FieldError, Limits, PatchErrors};
 
 pub const DEFAULT_PAGE: usize = 50;
@@ -68,6 +69,51 @@ impl ListQuery {
         } else {
             Err(ApiError::Invalid(errors))
         }
+    }
+}
+
+pub const DEFAULT_EVENTS: usize = 100;
+pub const MAX_EVENTS: usize = 1000;
+
+/// Parses `since`, `until` (RFC 3339) and `limit` of an events query.
+pub fn event_query(database: &str, pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
+    let mut q = EventQuery {
+        database: database.to_owned(),
+        since: None,
+        until: None,
+        limit: DEFAULT_EVENTS,
+    };
+    let mut errors = Vec::new();
+    let time = |key: &str, value: &str, errors: &mut Vec<FieldError>| {
+        match chrono::DateTime::parse_from_rfc3339(value) {
+            Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+            Err(_) => {
+                errors.push(FieldError::new(
+                    key,
+                    "must be an RFC 3339 time such as 2026-11-20T10:00:00Z",
+                ));
+                None
+            }
+        }
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "since" => q.since = time(key, value, &mut errors),
+            "until" => q.until = time(key, value, &mut errors),
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=MAX_EVENTS).contains(&n) => q.limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_EVENTS}"),
+                )),
+            },
+            other => errors.push(FieldError::new(other, "unknown query parameter")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(q)
+    } else {
+        Err(ApiError::Invalid(errors))
     }
 }
 

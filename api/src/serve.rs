@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::auth::{token::Tokens, users::Generated, Auth, Users};
 use crate::backend::local::{LocalBackend, PgError};
 use crate::config::{BackendKind, LogFormat, Settings};
+use crate::events::Events;
 use crate::http::{router, App};
 use crate::metrics::Metrics;
 use crate::model::Limits;
@@ -38,6 +39,8 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
             format!("cannot create {}: {e}", settings.data_dir.display()),
         )
     })?;
+    let events = Events::open(&settings.data_dir, metrics.clone())
+        .map_err(|e| StartError::Setting("PGPLANE_DATA_DIR", e.to_string()))?;
     let backend = match settings.backend {
         BackendKind::Local => LocalBackend::start(
             &settings.data_dir,
@@ -45,6 +48,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
             &settings.pg_user,
             settings.max_instances,
             metrics.clone(),
+            events.clone(),
         )
         .await
         .map_err(|e| match e {
@@ -72,6 +76,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
         backend: backend.clone(),
         auth: Auth::new(users, Tokens::new(&secret, settings.token_ttl)),
         metrics,
+        events,
         limits: Limits { postgres_versions },
     });
     Ok(Built {

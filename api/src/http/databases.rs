@@ -13,6 +13,7 @@ use super::AppState;
 use crate::auth::{Caller, Role};
 use crate::backend::DeleteOutcome;
 use crate::error::{ApiError, Problem};
+use crate::events::ServiceEvent;
 use crate::model::{CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc};
 use crate::operations::{self, etag, ListQuery};
 
@@ -184,4 +185,42 @@ pub async fn credentials(
     let creds = app.backend.credentials(&name).await?;
     tracing::info!(database = %name, "credentials read");
     Ok(Json(creds))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    /// Newest first.
+    pub items: Vec<ServiceEvent>,
+}
+
+/// The state transitions of a database, newest first; also after it is deleted.
+#[utoipa::path(get, path = "/api/v1/databases/{name}/events", tag = "databases", security(("bearer" = [])),
+    params(
+        ("name" = String, Path),
+        ("since" = Option<String>, Query, description = "RFC 3339 time; events at or after it", format = DateTime),
+        ("until" = Option<String>, Query, description = "RFC 3339 time; events before it", format = DateTime),
+        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+    ),
+    responses(
+        (status = 200, body = EventList),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn events(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<EventList>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let query = operations::event_query(&name, &pairs)?;
+    let items = app.events.query(&query);
+    if items.is_empty() && !app.events.knows(&name) && app.backend.get(&name).await.is_err() {
+        return Err(ApiError::NotFound(format!(
+            "no database {name}, now or before"
+        )));
+    }
+    Ok(Json(EventList { items }))
 }

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::auth::Auth;
 use crate::backend::Backend;
 use crate::error::ApiError;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::model::Limits;
 use extract::RequestId;
@@ -30,6 +31,7 @@ pub struct App {
     pub backend: Arc<dyn Backend>,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
+    pub events: Arc<Events>,
     pub limits: Limits,
 }
 
@@ -53,6 +55,7 @@ pub fn router(app: AppState) -> Router {
             "/api/v1/databases/{name}/credentials",
             get(databases::credentials),
         )
+        .route("/api/v1/databases/{name}/events", get(databases::events))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/docs", get(openapi::docs_page))
         .route("/api/docs/swagger-ui-bundle.js", get(openapi::docs_js))

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         super::databases::update,
         super::databases::delete,
         super::databases::credentials,
+        super::databases::events,
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,

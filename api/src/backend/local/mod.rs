@@ -7,6 +7,7 @@
 //! in the background and reports what it sees. Records on disk are the
 //! truth: a new start reads them all and reconciles each database again.
 
+mod exits;
 mod postgres;
 mod reconcile;
 mod record;
@@ -21,9 +22,11 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::{Backend, BackendError, DeleteOutcome};
+use crate::events::{Events, ServiceEvent};
 use crate::files;
 use crate::metrics::Metrics;
 use crate::model::{Credentials, Database, DatabaseSpec, Endpoints, FieldError, State};
+use crate::states::{local_state, LocalObservation, Operation};
 pub use postgres::{PgError, Postgres};
 use record::{DatabaseRecord, Paths, Secrets};
 
@@ -41,6 +44,9 @@ struct Inner {
     pg: Postgres,
     max_instances: u32,
     metrics: Arc<Metrics>,
+    events: Arc<Events>,
+    /// Held while this process serves the data directory (see [`lock_data_dir`]).
+    lock: Mutex<Option<std::fs::File>>,
     databases: RwLock<BTreeMap<String, Arc<Entry>>>,
     /// Serializes creates and deletes, so a name check and its insert are one step.
     admission: tokio::sync::Mutex<()>,
@@ -57,11 +63,17 @@ struct Entry {
     wake: Notify,
 }
 
+/// What the reconciler last saw and is doing; the state follows from it
+/// and the record by [`local_state`].
 #[derive(Debug, Clone)]
 struct Observed {
     state: State,
     phase: String,
     ready: u32,
+    operation: Option<Operation>,
+    failures: u32,
+    /// The last failed step, shown in the phase once the database is `failed`.
+    error: Option<String>,
 }
 
 impl LocalBackend {
@@ -73,7 +85,9 @@ impl LocalBackend {
         pg_user: &str,
         max_instances: u32,
         metrics: Arc<Metrics>,
+        events: Arc<Events>,
     ) -> Result<LocalBackend, PgError> {
+        let lock = lock_data_dir(data_dir)?;
         let pg = Postgres::discover(bindir, pg_user).await?;
         let root = data_dir.join("databases");
         for dir in [data_dir, &root] {
@@ -95,6 +109,8 @@ impl LocalBackend {
             pg,
             max_instances,
             metrics,
+            events,
+            lock: Mutex::new(Some(lock)),
             databases: RwLock::new(BTreeMap::new()),
             admission: tokio::sync::Mutex::new(()),
             ports: Mutex::new(HashSet::new()),
@@ -107,11 +123,12 @@ impl LocalBackend {
                 .lock()
                 .expect("not poisoned")
                 .extend(record.instances.iter().map(|i| i.port));
-            let state = if record.deleting {
-                State::Deleting
-            } else {
-                State::Unknown
-            };
+            // The state last recorded, so that a restart does not record
+            // again a transition it recorded before.
+            let state = inner
+                .events
+                .last_state(&record.spec.name)
+                .unwrap_or(State::Unknown);
             inner.adopt(paths, record, secrets, state, "Checking instances");
         }
         Ok(LocalBackend { inner })
@@ -122,11 +139,13 @@ impl LocalBackend {
         self.inner.pg.major
     }
 
-    /// Stops the reconcilers (the servers keep running, by design).
+    /// Stops the reconcilers (the servers keep running, by design) and
+    /// lets another pgplane serve the data directory.
     pub fn shutdown(&self) {
         for task in self.inner.tasks.lock().expect("not poisoned").drain(..) {
             task.abort();
         }
+        self.inner.lock.lock().expect("not poisoned").take();
     }
 }
 
@@ -151,6 +170,9 @@ impl Inner {
                 state,
                 phase: phase.into(),
                 ready: 0,
+                operation: None,
+                failures: 0,
+                error: None,
             }),
             record: tokio::sync::Mutex::new(record.clone()),
             secrets,
@@ -244,6 +266,42 @@ impl Inner {
 impl Entry {
     fn observed(&self) -> Observed {
         self.observed.lock().expect("not poisoned").clone()
+    }
+
+    /// Changes what is observed, derives the state from it and the record,
+    /// and records a service event when the state changed (and only then).
+    fn observe(&self, inner: &Inner, record: &DatabaseRecord, change: impl FnOnce(&mut Observed)) {
+        let transition = {
+            let mut o = self.observed.lock().expect("not poisoned");
+            change(&mut o);
+            let (state, phase) = local_state(&LocalObservation {
+                deleting: record.deleting,
+                created: record.created,
+                operation: o.operation,
+                failures: o.failures,
+                wanted: record.spec.instances,
+                ready: o.ready,
+            });
+            o.phase = match (&o.error, state) {
+                (Some(e), State::Failed) => format!("{phase}: {e}"),
+                _ => phase.to_owned(),
+            };
+            let from = std::mem::replace(&mut o.state, state);
+            (from != state).then(|| {
+                ServiceEvent::new(
+                    &self.paths.name,
+                    from,
+                    state,
+                    &o.phase,
+                    o.ready,
+                    record.spec.instances,
+                )
+            })
+        };
+        if let Some(event) = transition {
+            inner.events.record(event);
+            inner.refresh_state_counts();
+        }
     }
 
     fn view(&self, r: &DatabaseRecord) -> Database {
@@ -401,12 +459,15 @@ impl Backend for LocalBackend {
             });
         }
         if r.spec != spec {
-            let (state, phase) = if spec.instances != r.spec.instances {
-                (State::Scaling, "Scaling")
+            // The state shows the operation at once; the reconciler takes it from here.
+            let operation = if spec.instances > r.spec.instances {
+                Some(Operation::AddingStandbys)
+            } else if spec.instances < r.spec.instances {
+                Some(Operation::RemovingStandbys)
             } else if spec.parameters != r.spec.parameters {
-                (State::Updating, "Applying configuration")
+                Some(Operation::ApplyingParameters)
             } else {
-                (e.observed().state, "Updating")
+                None
             };
             let mut next = r.clone();
             next.spec = spec;
@@ -414,8 +475,8 @@ impl Backend for LocalBackend {
             next.updated_at = Utc::now();
             e.persist(&next).await?;
             *r = next;
-            if r.created {
-                reconcile::set_phase(&self.inner, &e, state, phase);
+            if operation.is_some() {
+                e.observe(&self.inner, &r, |o| o.operation = operation);
             }
             e.wake.notify_one();
         }
@@ -434,7 +495,7 @@ impl Backend for LocalBackend {
             next.updated_at = Utc::now();
             e.persist(&next).await?;
             *r = next;
-            reconcile::set_phase(&self.inner, &e, State::Deleting, "Deleting");
+            e.observe(&self.inner, &r, |_| {});
             e.wake.notify_one();
         }
         Ok(DeleteOutcome::Started)
@@ -466,6 +527,38 @@ impl Backend for LocalBackend {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// Takes an exclusive lock on `<data_dir>/pgplane.lock` for as long as the
+/// file stays open: two pgplanes reconciling the same databases would fight.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, PgError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let bad = |reason: String| PgError::setting("PGPLANE_DATA_DIR", reason);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| bad(format!("cannot create {}: {e}", data_dir.display())))?;
+    let path = data_dir.join("pgplane.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| bad(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(bad(format!(
+            "another pgplane (pid {}) is serving {}; stop it first",
+            holder.trim(),
+            data_dir.display()
+        )));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 /// The directory [`Postgres::check_parameters`] points `postgres -C` at.

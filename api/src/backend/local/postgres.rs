@@ -226,6 +226,16 @@ impl Postgres {
         run(cmd, "pg_ctl restart").await
     }
 
+    /// Ends recovery: the standby becomes a primary.
+    pub async fn promote(&self, pgdata: &Path) -> Result<(), PgError> {
+        let mut cmd = self.command("pg_ctl", parent(pgdata));
+        cmd.arg("promote")
+            .arg("-D")
+            .arg(pgdata)
+            .args(["-w", "-t", "60", "-s"]);
+        run(cmd, "pg_ctl promote").await
+    }
+
     pub async fn reload(&self, pgdata: &Path) -> Result<(), PgError> {
         let mut cmd = self.command("pg_ctl", parent(pgdata));
         cmd.arg("reload").arg("-D").arg(pgdata).arg("-s");

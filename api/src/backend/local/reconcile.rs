@@ -1,7 +1,13 @@
 //! The reconciler of one local database: drives the servers on disk towards
 //! the record (primary, bootstrap, parameters, standbys, deletion), one step
-//! at a time, and reports the state it sees. Every step is idempotent, so a
-//! crash or restart at any point is followed by the same steps again.
+//! at a time, and reports what it sees. Every step is idempotent, so a crash
+//! or restart at any point is followed by the same steps again.
+//!
+//! It is also the watcher: between passes it waits on the postmasters' exit
+//! (pidfds, so a dead instance is seen at once) and looks at replication
+//! twice a second. Each pass observes before it acts, so an instance that
+//! died is recorded (`degraded`, or `failing_over` for a lost primary)
+//! before it is healed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,12 +20,10 @@ use tokio_postgres::{Client, NoTls};
 use super::postgres::{conf_quote, PgError, REPLICATION_USER};
 use super::record::{slot_name, DatabaseRecord, InstanceRecord};
 use super::{Entry, Inner, HOST};
-use crate::model::State;
+use crate::states::Operation;
 
-/// How often a converged database is looked at again.
-const TICK: Duration = Duration::from_secs(1);
-/// Consecutive failures after which the database is reported `failed`.
-const FAILURES_UNTIL_FAILED: u32 = 3;
+/// How often replication is looked at when nothing wakes the reconciler.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// How long a new standby may take to start streaming.
 const STREAMING_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -30,91 +34,99 @@ enum Outcome {
 
 /// Runs until the database is deleted (or the task is aborted on shutdown).
 pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
-    let mut failures = 0u32;
     loop {
         let started = Instant::now();
-        match reconcile(&inner, &entry).await {
+        let outcome = reconcile(&inner, &entry).await;
+        let record = entry.record.lock().await.clone();
+        let failures = match outcome {
             Ok(Outcome::Deleted) => {
                 inner.forget(&entry.paths.name);
                 tracing::info!(database = %entry.paths.name, "database deleted");
                 return;
             }
-            Ok(Outcome::Converged) => failures = 0,
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(database = %entry.paths.name, error = %e, failures, "reconcile step failed");
-                let state = if failures >= FAILURES_UNTIL_FAILED {
-                    State::Failed
-                } else {
-                    entry.observed().state
-                };
-                set_phase(&inner, &entry, state, &format!("Error: {e}"));
+            Ok(Outcome::Converged) => {
+                entry.observe(&inner, &record, |o| {
+                    o.failures = 0;
+                    o.error = None;
+                    o.operation = None;
+                });
+                0
             }
-        }
+            Err(e) => {
+                tracing::warn!(database = %entry.paths.name, error = %e, "reconcile step failed");
+                let mut failures = 0;
+                entry.observe(&inner, &record, |o| {
+                    o.failures += 1;
+                    o.error = Some(e.to_string());
+                    failures = o.failures;
+                });
+                failures
+            }
+        };
         inner
             .metrics
             .backend_duration
             .with_label_values(&["reconcile"])
             .observe(started.elapsed().as_secs_f64());
         let pause = if failures == 0 {
-            TICK
+            LOOK_EVERY
         } else {
-            TICK * 2u32.pow(failures.min(5))
+            LOOK_EVERY * 2u32.pow(failures.min(5))
         };
+        let pids: Vec<i32> = record
+            .instances
+            .iter()
+            .filter_map(|i| live_postmaster(&entry.paths.pgdata(i.ordinal)))
+            .map(|p| p.as_raw())
+            .collect();
         tokio::select! {
             _ = entry.wake.notified() => {}
             _ = tokio::time::sleep(pause) => {}
+            _ = super::exits::first_exit(&pids) => {}
         }
     }
 }
 
-/// Sets the state and phase the API shows; logs each change of state.
-pub(super) fn set_phase(inner: &Inner, entry: &Entry, state: State, phase: &str) {
-    let changed = {
-        let mut o = entry.observed.lock().expect("not poisoned");
-        let from = o.state;
-        o.state = state;
-        o.phase = phase.to_owned();
-        (from != state).then_some(from)
-    };
-    if let Some(from) = changed {
-        tracing::info!(database = %entry.paths.name, from = from.as_str(), to = state.as_str(), phase, "state changed");
-        inner.refresh_state_counts();
-    }
-}
-
-fn set_ready(entry: &Entry, ready: u32) {
-    entry.observed.lock().expect("not poisoned").ready = ready;
+/// Marks what the reconciler is doing; the state follows.
+async fn begin(inner: &Inner, entry: &Entry, operation: Operation) {
+    let record = entry.record.lock().await.clone();
+    entry.observe(inner, &record, |o| o.operation = Some(operation));
 }
 
 async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, PgError> {
     let record = entry.record.lock().await.clone();
     if record.deleting {
-        set_phase(inner, entry, State::Deleting, "Deleting");
+        entry.observe(inner, &record, |_| {});
         remove_all(inner, entry, &record).await?;
         return Ok(Outcome::Deleted);
     }
-    let creating = !record.created;
-    let operation = |later: State| if creating { State::Creating } else { later };
-
     if !record.bootstrapped {
-        set_phase(inner, entry, State::Creating, "Setting up primary");
+        begin(inner, entry, Operation::Bootstrapping).await;
         init_primary(inner, entry, &record).await?;
+    } else {
+        // Look before acting, so what died is recorded before it is healed.
+        observe(inner, entry).await;
     }
     let record = entry.record.lock().await.clone();
     let primary = record
         .primary()
         .cloned()
         .expect("a bootstrapped database has a primary");
-    ensure_running(inner, entry, &primary).await?;
+    if server_status(&entry.paths.pgdata(primary.ordinal)) == ServerStatus::Stopped {
+        begin(inner, entry, Operation::Healing).await;
+        if let Err(e) = ensure_running(inner, entry, &primary).await {
+            if record.standbys().is_empty() {
+                return Err(e);
+            }
+            tracing::warn!(database = %entry.paths.name, error = %e, "the primary cannot start; failing over");
+            begin(inner, entry, Operation::FailingOver).await;
+            fail_over(inner, entry, &record).await?;
+        }
+    }
 
+    let record = entry.record.lock().await.clone();
     if record.applied_parameters != record.spec.parameters {
-        set_phase(
-            inner,
-            entry,
-            operation(State::Updating),
-            "Applying configuration",
-        );
+        begin(inner, entry, Operation::ApplyingParameters).await;
         apply_parameters(inner, entry, &record).await?;
     }
 
@@ -122,12 +134,7 @@ async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, Pg
     let wanted = record.spec.instances as usize - 1;
     let standbys = record.standbys();
     if standbys.len() < wanted {
-        set_phase(
-            inner,
-            entry,
-            operation(State::Scaling),
-            "Creating a new replica",
-        );
+        begin(inner, entry, Operation::AddingStandbys).await;
         let mut added = Vec::new();
         {
             let mut r = entry.record.lock().await;
@@ -152,12 +159,7 @@ async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, Pg
         )
         .await?;
     } else if standbys.len() > wanted {
-        set_phase(
-            inner,
-            entry,
-            operation(State::Scaling),
-            "Removing a replica",
-        );
+        begin(inner, entry, Operation::RemovingStandbys).await;
         for surplus in standbys.iter().rev().take(standbys.len() - wanted) {
             remove_standby(inner, entry, &record, surplus).await?;
         }
@@ -166,29 +168,50 @@ async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, Pg
     let record = entry.record.lock().await.clone();
     let mut rebuilt = false;
     for standby in record.standbys() {
+        let pgdata = entry.paths.pgdata(standby.ordinal);
         if !entry.paths.built_marker(standby.ordinal).exists() {
-            set_phase(
-                inner,
-                entry,
-                operation(State::Scaling),
-                "Creating a new replica",
-            );
+            begin(inner, entry, operation_for_rebuild(&record)).await;
             build_standby(inner, entry, &record, &standby).await?;
             rebuilt = true;
-        } else {
-            ensure_running(inner, entry, &standby).await?;
+        } else if server_status(&pgdata) == ServerStatus::Stopped {
+            begin(inner, entry, Operation::Healing).await;
+            if let Err(e) = ensure_running(inner, entry, &standby).await {
+                // Its data is unusable: copy it again from the primary.
+                tracing::warn!(database = %entry.paths.name, instance = standby.ordinal, error = %e, "rebuilding a standby that cannot start");
+                build_standby(inner, entry, &record, &standby).await?;
+                rebuilt = true;
+            }
         }
     }
     if rebuilt || standbys.len() < wanted {
         wait_streaming(entry, &record).await?;
     }
-    observe(inner, entry).await?;
+    let ready = observe(inner, entry).await;
+    let record = entry.record.lock().await.clone();
+    if !record.created && ready == record.spec.instances {
+        let mut r = entry.record.lock().await;
+        r.created = true;
+        entry
+            .persist(&r)
+            .await
+            .map_err(|e| PgError::Io(e.to_string()))?;
+    }
     Ok(Outcome::Converged)
 }
 
-/// Counts ready instances (the primary, and standbys that stream from it),
-/// and reports `healthy` or `degraded`; the first `healthy` ends `creating`.
-async fn observe(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<(), PgError> {
+/// A standby rebuilt during `creating` is part of the creation; later, a
+/// missing standby is being healed.
+fn operation_for_rebuild(record: &DatabaseRecord) -> Operation {
+    if record.created {
+        Operation::Healing
+    } else {
+        Operation::AddingStandbys
+    }
+}
+
+/// Counts ready instances: the primary when it accepts connections, and
+/// the standbys that stream from it. Records the count (and so the state).
+async fn observe(inner: &Arc<Inner>, entry: &Arc<Entry>) -> u32 {
     let record = entry.record.lock().await.clone();
     let primary = record.primary().cloned().expect("bootstrapped");
     let mut ready = 0;
@@ -198,28 +221,104 @@ async fn observe(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<(), PgError> 
         ready += record
             .standbys()
             .iter()
-            .filter(|s| streaming.contains(&entry.paths.instance_name(s.ordinal)))
+            .filter(|s| {
+                streaming.contains(&entry.paths.instance_name(s.ordinal))
+                    && server_status(&entry.paths.pgdata(s.ordinal)) == ServerStatus::Ready
+            })
             .count() as u32;
     }
-    set_ready(entry, ready);
-    if ready == record.spec.instances && record.instances.len() == record.spec.instances as usize {
-        set_phase(inner, entry, State::Healthy, "Cluster in healthy state");
-        if !record.created {
-            let mut r = entry.record.lock().await;
-            r.created = true;
-            entry
-                .persist(&r)
-                .await
-                .map_err(|e| PgError::Io(e.to_string()))?;
+    entry.observe(inner, &record, |o| o.ready = ready);
+    ready
+}
+
+/// Promotes the most advanced running standby, makes it the primary in the
+/// record, and points the other standbys at it. The old primary stays in
+/// the record without its built marker, so the next pass rebuilds it as a
+/// standby of the new one.
+async fn fail_over(
+    inner: &Arc<Inner>,
+    entry: &Arc<Entry>,
+    record: &DatabaseRecord,
+) -> Result<(), PgError> {
+    let old = record.primary().cloned().expect("bootstrapped");
+    let mut best: Option<(u64, InstanceRecord)> = None;
+    for s in record.standbys() {
+        if server_status(&entry.paths.pgdata(s.ordinal)) != ServerStatus::Ready {
+            continue;
         }
-    } else if record.created {
-        set_phase(
-            inner,
-            entry,
-            State::Degraded,
-            "Waiting for the instances to become active",
-        );
+        let Ok(client) = connect(s.port, &entry.secrets.superuser).await else {
+            continue;
+        };
+        let lsn: Option<String> = client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint::text",
+                &[],
+            )
+            .await
+            .ok()
+            .and_then(|r| r.get(0));
+        let lsn = lsn.and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
+        if best.as_ref().is_none_or(|(b, _)| lsn > *b) {
+            best = Some((lsn, s));
+        }
     }
+    let Some((lsn, new)) = best else {
+        return Err(PgError::Io(
+            "the primary is lost and no standby is running to take over".into(),
+        ));
+    };
+    tracing::warn!(database = %entry.paths.name, from = old.ordinal, to = new.ordinal, lsn, "promoting a standby");
+    let new_pgdata = entry.paths.pgdata(new.ordinal);
+    inner.pg.promote(&new_pgdata).await?;
+    write_owned(
+        inner,
+        &new_pgdata.join(MANAGED_CONF),
+        managed_conf(entry, &new, None).as_bytes(),
+    )
+    .await?;
+    inner.pg.reload(&new_pgdata).await?;
+    // The old primary's files are unusable: it comes back as a standby.
+    let _ = tokio::fs::remove_file(entry.paths.built_marker(old.ordinal)).await;
+    {
+        let mut r = entry.record.lock().await;
+        r.primary = new.ordinal;
+        entry
+            .persist(&r)
+            .await
+            .map_err(|e| PgError::Io(e.to_string()))?;
+    }
+    let client = connect(new.port, &entry.secrets.superuser).await?;
+    for s in record.standbys() {
+        if s.ordinal == new.ordinal {
+            continue;
+        }
+        create_slot(&client, new.port, &slot_name(s.ordinal)).await?;
+        let pgdata = entry.paths.pgdata(s.ordinal);
+        if pgdata.join("PG_VERSION").exists() {
+            // primary_conninfo and primary_slot_name take effect on reload.
+            write_owned(
+                inner,
+                &pgdata.join(MANAGED_CONF),
+                managed_conf(entry, &s, Some(&new)).as_bytes(),
+            )
+            .await?;
+            if server_status(&pgdata) != ServerStatus::Stopped {
+                inner.pg.reload(&pgdata).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_slot(client: &Client, port: u16, slot: &str) -> Result<(), PgError> {
+    client
+        .execute(
+            "SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS
+               (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| sql_error(port, e))?;
     Ok(())
 }
 
@@ -348,14 +447,7 @@ async fn build_standby(
     fresh_instance_dir(inner, &dir, &pgdata).await?;
     let slot = slot_name(standby.ordinal);
     let client = connect(primary.port, &entry.secrets.superuser).await?;
-    client
-        .execute(
-            "SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS
-               (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
-            &[&slot],
-        )
-        .await
-        .map_err(|e| sql_error(primary.port, e))?;
+    create_slot(&client, primary.port, &slot).await?;
     inner
         .pg
         .base_backup(&pgdata, primary.port, &slot, &entry.secrets.replication())
@@ -522,20 +614,39 @@ pub(super) fn stop_servers_under(dir: &Path) {
     }
 }
 
+/// Starts a stopped instance. A postmaster killed a moment ago can leave
+/// children holding its shared memory for a few milliseconds, so a failed
+/// start is tried again before it counts; data without `global/pg_control`
+/// is beyond starting at all.
 async fn ensure_running(
     inner: &Arc<Inner>,
     entry: &Arc<Entry>,
     instance: &InstanceRecord,
 ) -> Result<(), PgError> {
+    const ATTEMPTS: u32 = 3;
     let pgdata = entry.paths.pgdata(instance.ordinal);
-    if server_status(&pgdata) == ServerStatus::Stopped {
-        tracing::info!(database = %entry.paths.name, instance = instance.ordinal, "starting a stopped instance");
-        inner
+    for attempt in 1..=ATTEMPTS {
+        if server_status(&pgdata) != ServerStatus::Stopped {
+            return Ok(());
+        }
+        if !pgdata.join("global/pg_control").exists() {
+            return Err(PgError::Io(format!(
+                "{} holds no usable data directory",
+                pgdata.display()
+            )));
+        }
+        tracing::info!(database = %entry.paths.name, instance = instance.ordinal, attempt, "starting a stopped instance");
+        match inner
             .pg
             .start(&pgdata, &entry.paths.log(instance.ordinal))
-            .await?;
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt == ATTEMPTS => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
-    Ok(())
+    unreachable!("the last attempt returns")
 }
 
 #[derive(Debug, PartialEq, Eq)]
