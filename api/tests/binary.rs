@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgplane");
+const ADMIN_PASSWORD: &str = "crash-test-admin-password";
 
 /// `pgplane` with the given arguments and none of the caller's PGPLANE_* settings.
 fn pgplane(args: &[&str]) -> Command {
@@ -126,8 +127,8 @@ fn hash_password_makes_an_argon2_hash_that_verifies() {
     assert!(!out.status.success(), "an empty password is refused");
 }
 
-/// A `pgplane serve` child with its output in files; stopped on drop, with
-/// any PostgreSQL server left under its data directory.
+/// A `pgplane serve` child with its output in files, killed on drop. The
+/// servers outlive it, as in production: [`Servers`] stops them.
 struct Served {
     child: Child,
     base: String,
@@ -138,6 +139,10 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, run: &str) -> Served {
+        Served::start_with(dir, run, &[])
+    }
+
+    fn start_with(dir: &Path, run: &str, env: &[(&str, &str)]) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -147,6 +152,7 @@ impl Served {
         let stdout = dir.join(format!("{run}.stdout"));
         let stderr = dir.join(format!("{run}.stderr"));
         let child = pgplane(&["serve"])
+            .envs(env.iter().copied())
             .env("PGPLANE_DATA_DIR", &data)
             .env("PGPLANE_LISTEN", format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
@@ -176,6 +182,23 @@ impl Served {
         )
     }
 
+    /// SIGKILL: pgplane gets no chance to finish anything.
+    fn kill_nine(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn token(&self) -> String {
+        let (status, body) = blocking::call(
+            reqwest::Method::POST,
+            &format!("{}/api/v1/auth/login", self.base),
+            None,
+            Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// SIGTERM, then waits for a clean exit.
     fn stop(&mut self) {
         nix::sys::signal::kill(
@@ -197,9 +220,31 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let (out, err) = self.output();
+            let tail: Vec<&str> = out
+                .lines()
+                .filter(|l| !l.contains(r#""message":"request""#))
+                .rev()
+                .take(40)
+                .collect();
+            eprintln!(
+                "pgplane's last lines but requests, newest first:\n{}\n{err}",
+                tail.join("\n")
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for pid in support::servers_under(&self.data) {
+    }
+}
+
+/// Stops, on drop (also when a test panics), every PostgreSQL server under
+/// a data directory; declared before the [`Served`]s so it drops after them.
+struct Servers(PathBuf);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for pid in support::servers_under(&self.0) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGQUIT,
@@ -260,6 +305,7 @@ fn serve_keeps_every_secret_out_of_its_logs_and_shows_the_admin_password_once() 
     use blocking::call;
     use reqwest::Method;
     let dir = tmp();
+    let _servers = Servers(dir.path().join("data"));
     let mut first = Served::start(dir.path(), "first");
     let (_, stderr) = first.output();
     let password = stderr
@@ -387,4 +433,146 @@ fn serve_keeps_every_secret_out_of_its_logs_and_shows_the_admin_password_once() 
         }
     }
     assert!(request_lines >= 5, "request lines carry their id:\n{out1}");
+}
+
+#[test]
+fn a_second_serve_on_the_same_data_directory_is_refused() {
+    let dir = tmp();
+    let _servers = Servers(dir.path().join("data"));
+    let first = Served::start(dir.path(), "first");
+    let out = pgplane(&["serve"])
+        .env("PGPLANE_DATA_DIR", &first.data)
+        .env("PGPLANE_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("pgplane: bad setting PGPLANE_DATA_DIR: another pgplane (pid "),
+        "{stderr}"
+    );
+}
+
+/// Processes whose command line names `dir`: servers, and any helper
+/// (initdb, pg_basebackup) a killed pgplane left running.
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+/// `kill -9` of pgplane right after it acknowledged a create, a scale up, a
+/// scale down and a delete; each restart converges to what was acknowledged,
+/// with exactly the wanted servers running and nothing left at the end.
+#[test]
+fn kill_nine_of_pgplane_mid_operation_converges_after_a_restart() {
+    use blocking::call;
+    use reqwest::Method;
+    let dir = tmp();
+    let _servers = Servers(dir.path().join("data"));
+    let env = [("PGPLANE_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    let db = |s: &Served| format!("{}/api/v1/databases/crash", s.base);
+    let state_of = |s: &Served, token: &str| call(Method::GET, &db(s), Some(token), None);
+    let running = |data: &Path| support::servers_under(&data.join("databases/crash")).len();
+
+    let mut served = Served::start_with(dir.path(), "0", &env);
+    let token = served.token();
+    let (status, body) = call(
+        Method::POST,
+        &format!("{}/api/v1/databases", served.base),
+        Some(&token),
+        Some(json!({"name": "crash", "instances": 2})),
+    );
+    assert_eq!(status, 202, "{body}");
+    served.kill_nine();
+
+    // What the restarted pgplane must converge to, then the next
+    // operation, acknowledged just before pgplane dies again.
+    let steps = [
+        ("create", 2, Some(Next::Patch(json!({"instances": 3})))),
+        ("scale up", 3, Some(Next::Patch(json!({"instances": 1})))),
+        ("scale down", 1, Some(Next::Delete)),
+        ("delete", 0, None),
+    ];
+    for (run, (what, wanted, next)) in steps.into_iter().enumerate() {
+        let mut served = Served::start_with(dir.path(), &format!("{}", run + 1), &env);
+        let token = served.token();
+        if wanted == 0 {
+            wait_for(&format!("{what}: gone"), Duration::from_secs(120), || {
+                state_of(&served, &token).0 == 404
+            });
+        } else {
+            let mut last = Value::Null;
+            let until = Instant::now() + Duration::from_secs(120);
+            while !(last["state"] == "healthy" && last["ready_instances"] == wanted) {
+                assert!(Instant::now() < until, "{what}: not healthy: {last}");
+                std::thread::sleep(Duration::from_millis(50));
+                last = state_of(&served, &token).1;
+            }
+            assert_eq!(running(&served.data), wanted, "{what}: servers running");
+        }
+        match next {
+            Some(Next::Patch(patch)) => {
+                assert_eq!(call_patch(&db(&served), &token, patch), 202, "{what}");
+                served.kill_nine();
+            }
+            Some(Next::Delete) => {
+                let (status, _) = call(Method::DELETE, &db(&served), Some(&token), None);
+                assert_eq!(status, 202);
+                served.kill_nine();
+            }
+            None => served.stop(),
+        }
+    }
+    let data = dir.path().join("data");
+    assert!(support::servers_under(&data).is_empty(), "no server left");
+    assert!(
+        std::fs::read_dir(data.join("databases"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no directory left"
+    );
+    assert_eq!(
+        processes_using(&data),
+        Vec::<String>::new(),
+        "no process left"
+    );
+}
+
+enum Next {
+    Patch(Value),
+    Delete,
+}
+
+fn call_patch(url: &str, token: &str, patch: Value) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .patch(url)
+            .bearer_auth(token)
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
 }

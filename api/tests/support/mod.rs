@@ -72,11 +72,15 @@ impl TestApp {
         app
     }
 
-    /// Stops this app's pgplane (its servers keep running, as in production)
-    /// and starts another over the same data directory.
-    pub async fn start_over(&self) -> TestApp {
+    /// Stops this app's pgplane; its servers keep running, as in production.
+    pub fn stop_pgplane(&self) {
         self.server.abort();
         self.backend.shutdown();
+    }
+
+    /// Stops this app's pgplane and starts another over the same data directory.
+    pub async fn start_over(&self) -> TestApp {
+        self.stop_pgplane();
         TestApp::serve(self.data_dir.parent().unwrap(), &[]).await
     }
 

@@ -104,8 +104,13 @@ async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, Pg
         begin(inner, entry, Operation::Bootstrapping).await;
         init_primary(inner, entry, &record).await?;
     } else {
-        // Look before acting, so what died is recorded before it is healed.
-        observe(inner, entry).await;
+        // Look before acting, so what died is recorded before it is healed;
+        // an operation the record still asks for (after a restart) goes on.
+        let ready = count_ready(entry, &record).await;
+        entry.observe(inner, &record, |o| {
+            o.ready = ready;
+            o.operation = o.operation.or(pending_operation(&record));
+        });
     }
     let record = entry.record.lock().await.clone();
     let primary = record
@@ -199,6 +204,20 @@ async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, Pg
     Ok(Outcome::Converged)
 }
 
+/// The operation a record asks for, judged from the record alone.
+fn pending_operation(record: &DatabaseRecord) -> Option<Operation> {
+    let have = record.instances.len() as u32;
+    if have < record.spec.instances {
+        Some(Operation::AddingStandbys)
+    } else if have > record.spec.instances {
+        Some(Operation::RemovingStandbys)
+    } else if record.applied_parameters != record.spec.parameters {
+        Some(Operation::ApplyingParameters)
+    } else {
+        None
+    }
+}
+
 /// A standby rebuilt during `creating` is part of the creation; later, a
 /// missing standby is being healed.
 fn operation_for_rebuild(record: &DatabaseRecord) -> Operation {
@@ -209,15 +228,22 @@ fn operation_for_rebuild(record: &DatabaseRecord) -> Operation {
     }
 }
 
-/// Counts ready instances: the primary when it accepts connections, and
-/// the standbys that stream from it. Records the count (and so the state).
+/// Counts ready instances and records the count (and so the state).
 async fn observe(inner: &Arc<Inner>, entry: &Arc<Entry>) -> u32 {
     let record = entry.record.lock().await.clone();
+    let ready = count_ready(entry, &record).await;
+    entry.observe(inner, &record, |o| o.ready = ready);
+    ready
+}
+
+/// Ready instances: the primary when it accepts connections, and the
+/// standbys that stream from it.
+async fn count_ready(entry: &Entry, record: &DatabaseRecord) -> u32 {
     let primary = record.primary().cloned().expect("bootstrapped");
     let mut ready = 0;
     if server_status(&entry.paths.pgdata(primary.ordinal)) == ServerStatus::Ready {
         ready += 1;
-        let streaming = streaming_standbys(entry, &record).await.unwrap_or_default();
+        let streaming = streaming_standbys(entry, record).await.unwrap_or_default();
         ready += record
             .standbys()
             .iter()
@@ -227,7 +253,6 @@ async fn observe(inner: &Arc<Inner>, entry: &Arc<Entry>) -> u32 {
             })
             .count() as u32;
     }
-    entry.observe(inner, &record, |o| o.ready = ready);
     ready
 }
 
