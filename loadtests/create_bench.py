@@ -177,6 +177,19 @@ class Pgplane:
         self.proc.wait(timeout=20)
 
 
+def remove_root(root):
+    """Stops what a failed run left, by the pid files under `root` only
+    (SIGQUIT: PostgreSQL's immediate shutdown), then removes `root`."""
+    for dirpath, _, files in os.walk(root):
+        if "postmaster.pid" in files:
+            try:
+                with open(os.path.join(dirpath, "postmaster.pid")) as f:
+                    os.kill(int(f.readline()), 3)
+            except (OSError, ValueError):
+                pass
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def summary(xs):
     xs = sorted(xs)
     return {"runs": len(xs), "median_s": round(statistics.median(xs), 3),
@@ -238,15 +251,7 @@ def main():
     finally:
         if app:
             app.stop()
-        # Anything a failed run left: stop servers by the pid files under our root only.
-        for dirpath, _, files in os.walk(root):
-            if "postmaster.pid" in files:
-                try:
-                    with open(os.path.join(dirpath, "postmaster.pid")) as f:
-                        os.kill(int(f.readline()), 3)
-                except (OSError, ValueError):
-                    pass
-        shutil.rmtree(root, ignore_errors=True)
+        remove_root(root)
 
 
 if __name__ == "__main__":

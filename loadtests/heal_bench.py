@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from create_bench import Pgplane  # noqa: E402  (same way of running pgplane)
+from create_bench import Pgplane, remove_root  # noqa: E402  (same way of running pgplane)
 
 
 def parse_ts(s):
@@ -118,14 +118,7 @@ def main():
     finally:
         if app:
             app.stop()
-        for dirpath, _, files in os.walk(root):
-            if "postmaster.pid" in files:
-                try:
-                    with open(os.path.join(dirpath, "postmaster.pid")) as f:
-                        os.kill(int(f.readline()), signal.SIGQUIT)
-                except (OSError, ValueError):
-                    pass
-        shutil.rmtree(root, ignore_errors=True)
+        remove_root(root)
 
 
 if __name__ == "__main__":
