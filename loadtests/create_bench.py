@@ -190,6 +190,15 @@ def remove_root(root):
     shutil.rmtree(root, ignore_errors=True)
 
 
+def write_report(out, name, result, lines):
+    """Writes `<name>.json` and `<name>.md` into `out`, and prints the markdown."""
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def summary(xs):
     xs = sorted(xs)
     return {"runs": len(xs), "median_s": round(statistics.median(xs), 3),
@@ -232,8 +241,6 @@ def main():
             p, b = summary(times[("pgplane", instances)]), summary(times[("bare", instances)])
             result[f"instances_{instances}"] = {"pgplane": p, "bare": b,
                                                 "ratio_median": round(p["median_s"] / b["median_s"], 2)}
-        with open(os.path.join(args.out, "create-bench.json"), "w") as f:
-            json.dump(result, f, indent=2)
         lines = ["# Create -> healthy, pgplane against bare initdb + pg_ctl (+ pg_basebackup)", "",
                  f"`{' '.join(sys.argv)}` on {os.cpu_count()} cores, {args.runs} runs each, alternating.", "",
                  "| instances | pgplane median (min-max) | bare median (min-max) | ratio | goal |",
@@ -245,9 +252,7 @@ def main():
                          f"{b['median_s']} s ({b['min_s']}-{b['max_s']}) | {r['ratio_median']}x | <= 1.3x |")
         lines += ["", f"Idle `pgplane serve` RSS: {idle_rss / 1024:.1f} MiB "
                       f"(after the runs: {busy_rss / 1024:.1f} MiB)."]
-        with open(os.path.join(args.out, "create-bench.md"), "w") as f:
-            f.write("\n".join(lines) + "\n")
-        print("\n".join(lines))
+        write_report(args.out, "create-bench", result, lines)
     finally:
         if app:
             app.stop()

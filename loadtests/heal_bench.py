@@ -13,7 +13,6 @@ Writes heal-bench.json and heal-bench.md into --out.
 
 import argparse
 import datetime
-import json
 import os
 import shutil
 import signal
@@ -23,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from create_bench import Pgplane, remove_root  # noqa: E402  (same way of running pgplane)
+from create_bench import Pgplane, remove_root, write_report  # noqa: E402  (same way of running pgplane)
 
 
 def parse_ts(s):
@@ -100,8 +99,6 @@ def main():
                     "mean_ms": round(statistics.mean(xs) * 1000, 1)}
         result = {"detection": stats(detect), "standby_kill_to_healthy": stats(heal),
                   "failover_kill_to_healthy": stats(failover)}
-        with open(os.path.join(args.out, "heal-bench.json"), "w") as f:
-            json.dump(result, f, indent=2)
         lines = ["# Watcher: detection, healing and failover (local backend)", "",
                  f"`{' '.join(sys.argv)}` on {os.cpu_count()} cores, release build.", "",
                  "| measure | n | p50 | p99 | max | goal |", "|---|---|---|---|---|---|"]
@@ -112,9 +109,7 @@ def main():
                          f"{v['max_ms']} ms | {goals[k]} |")
         lines += ["", "Failover: SIGKILL of the primary and removal of its data directory, until "
                       "`healthy` with the standby promoted and the old primary rebuilt as a standby."]
-        with open(os.path.join(args.out, "heal-bench.md"), "w") as f:
-            f.write("\n".join(lines) + "\n")
-        print("\n".join(lines))
+        write_report(args.out, "heal-bench", result, lines)
     finally:
         if app:
             app.stop()
