@@ -48,10 +48,13 @@ TOKEN="$(curl -fsS "$BASE/api/v1/auth/login" -H 'content-type: application/json'
   -d "{\"username\":\"admin\",\"password\":\"$PASSWORD\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 
 status=0
+# One worker: CPython before 3.11.8 / 3.12.2 keeps the AST recursion depth in
+# global state (gh-106905), so hypothesis parsing lambda sources in two threads
+# at once dies with "AST constructor recursion depth mismatch" (seen in CI).
 st run "$BASE/api/v1/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
-  --max-time "$MAX_TIME" --workers 2 --request-timeout 30 \
+  --max-time "$MAX_TIME" --workers 1 --request-timeout 30 \
   --suppress-health-check too_slow \
   --report junit --report-dir "$WORK/report" || status=$?
 
