@@ -23,8 +23,9 @@ use crate::metrics::Metrics;
 
 /// Entries asked of Loki per query: below its default per-query limit.
 const BATCH: usize = 500;
+const HOUR_NS: i64 = 3600 * 1_000_000_000;
 /// Loki refuses ranges longer than `max_query_length` (721h by default).
-const WINDOW_NS: i64 = 720 * 3600 * 1_000_000_000;
+const WINDOW_NS: i64 = 720 * HOUR_NS;
 /// How far back a query without `since` looks.
 const DEFAULT_LOOKBACK_NS: i64 = WINDOW_NS;
 /// Lines waiting to be pushed; beyond this the oldest are dropped (and counted).
@@ -223,8 +224,11 @@ impl Loki {
         let mut taken: Vec<(i64, String)> = Vec::new();
         let mut lines_taken: HashSet<String> = HashSet::new();
         let mut end = top;
+        // Loki's cost grows with the range (it splits queries by interval),
+        // and most pages are recent: start with an hour, widen as needed.
+        let mut span = HOUR_NS;
         while taken.len() <= limit && end > floor {
-            let start = floor.max(end - WINDOW_NS);
+            let start = floor.max(end - span);
             let want = BATCH.min(limit + 1 - taken.len() + seen_before.len());
             let batch = self.query_range(query, start, end, want).await?;
             let full = batch.len() >= want;
@@ -247,7 +251,10 @@ impl Loki {
                 // A full batch of nothing new: more entries share one
                 // nanosecond than a batch holds; move past that instant.
                 (true, Some(oldest)) => oldest,
-                _ => start,
+                _ => {
+                    span = (span * 8).min(WINDOW_NS);
+                    start
+                }
             };
         }
         taken.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));

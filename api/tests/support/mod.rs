@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod loki;
 pub mod served;
 
 use std::path::{Path, PathBuf};
