@@ -103,7 +103,7 @@ impl Loki {
         let until = Instant::now() + Duration::from_secs(90);
         loop {
             let ok = std::process::Command::new("curl")
-                .args(["-fsS", "-o", "/dev/null", "--max-time", "2", &url])
+                .args(["-fs", "-o", "/dev/null", "--max-time", "2", &url])
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
