@@ -131,6 +131,15 @@ def main():
             m = metric(runs.get(f"throughput-{who}-{r}"), "iterations")
             if m:
                 rps[who].append(m["rate"])
+    # Server CPU per request, from /proc: what each server itself spends,
+    # whatever share of the cores k6 takes.
+    cpu_us = {"baseline": [], "pgplane": []}
+    for r in rounds:
+        for who, field in (("baseline", "baseline_cpu_seconds"), ("pgplane", "server_cpu_seconds")):
+            m = metric(runs.get(f"throughput-{who}-{r}"), "iterations")
+            s = k6_steps.get(f"throughput-{who}-{r}", {})
+            if m and m.get("count") and s.get(field):
+                cpu_us[who].append(s[field] / m["count"] * 1e6)
     ratio = None
     if rps["baseline"] and rps["pgplane"]:
         ratio = statistics.median(rps["pgplane"]) / statistics.median(rps["baseline"])
@@ -224,14 +233,14 @@ def main():
     cleanup_ok = all(v == 0 for _, v in cleanup)
 
     plot(a, runs, rps)
-    write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cleanup, rps, ratio)
+    write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cleanup, rps, ratio, cpu_us)
     record = {
         "command": a.command, "quick": quick, "target": a.target, "k6": a.k6,
         "commit": git_commit(), "binary": a.binary or None, "machine": machine(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": a.seconds, "steps": steps,
         "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets],
-        "throughput_rps": rps, "throughput_ratio": ratio,
+        "throughput_rps": rps, "throughput_ratio": ratio, "server_cpu_us_per_request": cpu_us,
         "storm_p99_ms": [{"route": r, "quiet": q, "storm": s, "ratio": x} for r, q, s, x in storm_rows],
     }
     with open(os.path.join(a.out, f"{a.prefix}-run.json"), "w") as f:
@@ -310,7 +319,7 @@ def plot(a, runs, rps):
     fig.savefig(os.path.join(a.out, f"{a.prefix}-latency.png"), dpi=90)
 
 
-def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cleanup, rps, ratio):
+def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cleanup, rps, ratio, cpu_us):
     p = a.prefix
     lines = [
         f"# k6 load test of pgplane{' (quick)' if quick else ''}",
@@ -364,14 +373,19 @@ def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cl
     ])
     if rps["pgplane"]:
         lines += ["", "### throughput (closed model: 20 VUs back to back, GET one database)", "",
-                  "| server | requests/s per round | median |", "|---|---|---|"]
+                  "| server | requests/s per round | median | server CPU per request (median) |",
+                  "|---|---|---|---|"]
         for who in ("baseline", "pgplane"):
             if rps[who]:
+                cpu = f"{statistics.median(cpu_us[who]):.0f} µs" if cpu_us[who] else "-"
                 lines.append(f"| {'bare axum hello' if who == 'baseline' else 'pgplane, authenticated'} | "
-                             f"{', '.join(f'{v:.0f}' for v in rps[who])} | {statistics.median(rps[who]):.0f} |")
+                             f"{', '.join(f'{v:.0f}' for v in rps[who])} | {statistics.median(rps[who]):.0f} | {cpu} |")
         if ratio is not None:
-            lines.append(f"\npgplane / baseline: **{ratio:.0%}**. k6 runs on the same cores as the server, "
-                         "so both numbers are what is left after k6's own share.")
+            lines.append(f"\npgplane / baseline: **{ratio:.0%}** of the requests/s. k6 runs on the same two "
+                         "cores and needs more CPU per request than either server, so it caps both; the CPU "
+                         "each server spent per request (from /proc, pgplane including its PostgreSQL "
+                         "servers) says what pgplane's authentication, lookup, JSON and request log cost "
+                         "on top of bare axum.")
     storm = runs.get("storm")
     if storm:
         lines += ["", "### login storm (probes at 200 req/s per route; storm 300 logins/s)", "",

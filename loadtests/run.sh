@@ -171,17 +171,19 @@ fi
 failed=()
 # run_k6 NAME SCRIPT [VAR=value ...]: one k6 run, its summary and the machine's load.
 run_k6() {
-  local name="$1" script="$2" t0 cpu0 rc=0
+  local name="$1" script="$2" t0 cpu0 bcpu0 rc=0
   shift 2
   local load0
   load0=$(loadavg)
   t0=$(date +%s)
   cpu0=$([ -n "$PGPLANE_PID" ] && our_cpu_seconds || echo 0)
+  bcpu0=$([ -n "$BASELINE_PID" ] && cpu_seconds "$BASELINE_PID" || echo 0)
   say "k6 $name ($script) ..."
   env "$@" k6 run --quiet --summary-export "$OUT/$PREFIX-$name.json" "$HERE/k6/$script" \
     >"$OUT/$PREFIX-$name.txt" 2>&1 || rc=$?
-  local cpu1
+  local cpu1 bcpu1
   cpu1=$([ -n "$PGPLANE_PID" ] && our_cpu_seconds || echo 0)
+  bcpu1=$([ -n "$BASELINE_PID" ] && cpu_seconds "$BASELINE_PID" || echo 0)
   if [ "$rc" = 0 ]; then
     say "k6 $name: every threshold held ($(($(date +%s) - t0)) s)"
   else
@@ -189,7 +191,7 @@ run_k6() {
     grep -E '✗|level=error' "$OUT/$PREFIX-$name.txt" | sed 's/^/    /' | head -20 || true
     failed+=("$name")
   fi
-  meta "{\"step\":\"k6\",\"name\":\"$name\",\"script\":\"$script\",\"exit\":$rc,\"seconds\":$(($(date +%s) - t0)),\"load_before\":\"$load0\",\"load_after\":\"$(loadavg)\",\"server_cpu_seconds\":$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')}"
+  meta "{\"step\":\"k6\",\"name\":\"$name\",\"script\":\"$script\",\"exit\":$rc,\"seconds\":$(($(date +%s) - t0)),\"load_before\":\"$load0\",\"load_after\":\"$(loadavg)\",\"server_cpu_seconds\":$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }'),\"baseline_cpu_seconds\":$(awk -v a="$bcpu0" -v b="$bcpu1" 'BEGIN { printf "%.2f", b - a }')}"
 }
 
 READ_SECONDS=$([ "$QUICK" = 1 ] && echo 15 || echo 60)
