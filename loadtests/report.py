@@ -135,7 +135,7 @@ def main():
     # whatever share of the cores k6 takes.
     cpu_us = {"baseline": [], "pgplane": []}
     for r in rounds:
-        for who, field in (("baseline", "baseline_cpu_seconds"), ("pgplane", "server_cpu_seconds")):
+        for who, field in (("baseline", "baseline_cpu_seconds"), ("pgplane", "pgplane_cpu_seconds")):
             m = metric(runs.get(f"throughput-{who}-{r}"), "iterations")
             s = k6_steps.get(f"throughput-{who}-{r}", {})
             if m and m.get("count") and s.get(field):
@@ -343,15 +343,18 @@ def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cl
     lines += ["", "## Runs and the machine's load", "",
               "Load averages (1, 5, 15 min) from `/proc/loadavg` before and after each k6 run; "
               "the machine is shared, so a high load before a run means other work competed with it. "
-              "Server CPU is pgplane plus its live PostgreSQL servers (and their reaped backends) "
-              "during the run." if local else "Load averages of the machine running k6.",
+              "CPU seconds from /proc during the run: pgplane's process, and its PostgreSQL servers "
+              "alive at both ends with their reaped backends." if local
+              else "Load averages of the machine running k6.",
               "",
-              "| run | k6 exit | seconds | load before | load after | server CPU s | crossed thresholds / failed checks |",
-              "|---|---|---|---|---|---|---|"]
+              "| run | k6 exit | seconds | load before | load after | pgplane CPU s | its servers' CPU s "
+              "| crossed thresholds / failed checks |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, s in k6_steps.items():
         bad = crossed(runs.get(name)) + failed_checks(runs.get(name))
         lines.append(f"| {name} | {s['exit']} | {s['seconds']} | {s['load_before']} | {s['load_after']} | "
-                     f"{s['server_cpu_seconds'] if local else '-'} | {'<br>'.join(bad) or 'none'} |")
+                     f"{s['pgplane_cpu_seconds'] if local else '-'} | {s['servers_cpu_seconds'] if local else '-'} "
+                     f"| {'<br>'.join(bad) or 'none'} |")
 
     def route_table(title, summary, keys):
         out = ["", f"### {title}", "", "| requests | count | p50 | p95 | p99 | p99.9 | max |",
@@ -383,9 +386,8 @@ def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cl
         if ratio is not None:
             lines.append(f"\npgplane / baseline: **{ratio:.0%}** of the requests/s. k6 runs on the same two "
                          "cores and needs more CPU per request than either server, so it caps both; the CPU "
-                         "each server spent per request (from /proc, pgplane including its PostgreSQL "
-                         "servers) says what pgplane's authentication, lookup, JSON and request log cost "
-                         "on top of bare axum.")
+                         "each server process spent per request (from /proc) says what pgplane's "
+                         "authentication, lookup, JSON, metrics and request log cost on top of bare axum.")
     storm = runs.get("storm")
     if storm:
         lines += ["", "### login storm (probes at 200 req/s per route; storm 300 logins/s)", "",
@@ -425,10 +427,11 @@ def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cl
                   f"{seed.get('databases', '?')} databases seeded (1 instance each) and healthy in "
                   f"{seed.get('seconds', '?')} s."]
         if idle:
-            share = idle["cpu_seconds"] / idle["seconds"]
-            lines.append(f"Idle, with {idle['postmasters']} servers running, pgplane and its servers used "
-                         f"{idle['cpu_seconds']:.2f} CPU s in {idle['seconds']} s ({share:.0%} of one core; "
-                         f"load {idle['load']}).")
+            used = idle["pgplane_cpu_seconds"] + idle["servers_cpu_seconds"]
+            lines.append(f"Idle, with {idle['postmasters']} servers running: pgplane used "
+                         f"{idle['pgplane_cpu_seconds']:.2f} CPU s and its servers "
+                         f"{idle['servers_cpu_seconds']:.2f} CPU s in {idle['seconds']} s "
+                         f"({used / idle['seconds']:.0%} of one core; load {idle['load']}).")
         lines += ["", "| cleanup check | value |", "|---|---|"]
         for label, v in cleanup:
             lines.append(f"| {label} | {v} {'(ok)' if v == 0 else '**(left behind)**'} |")

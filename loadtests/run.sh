@@ -100,19 +100,38 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Seconds of CPU (user + system) a process and its reaped children used.
-cpu_seconds() {
-  local ticks
-  ticks=$(getconf CLK_TCK)
-  awk -v t="$ticks" '{ printf "%.2f", ($14 + $15 + $16 + $17) / t }' "/proc/$1/stat" 2>/dev/null || echo 0
+# CPU seconds (user + system, with reaped children) of pgplane, the bare
+# axum server and each of our PostgreSQL servers (their backends are reaped
+# children), read at one instant, as JSON {pid: seconds}.
+cpu_snapshot() {
+  local pids
+  mapfile -t pids < <(postmasters)
+  python3 - "${PGPLANE_PID:-0}" "${BASELINE_PID:-0}" "${pids[@]}" <<'PY'
+import json, os, sys
+tick = os.sysconf("SC_CLK_TCK")
+out = {}
+for pid in sys.argv[1:]:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[pid] = sum(int(x) for x in fields[11:15]) / tick
+    except (OSError, IndexError, ValueError):
+        pass
+print(json.dumps(out))
+PY
 }
-# pgplane plus every PostgreSQL server of ours (their backends are reaped children).
-our_cpu_seconds() {
-  local total=0 pid
-  for pid in ${PGPLANE_PID:-} $(postmasters); do
-    total=$(awk -v a="$total" -v b="$(cpu_seconds "$pid")" 'BEGIN { printf "%.2f", a + b }')
-  done
-  echo "$total"
+# cpu_delta BEFORE AFTER: JSON fields with what pgplane, its servers (those
+# alive at both ends) and the baseline used in between.
+cpu_delta() {
+  python3 - "$1" "$2" "${PGPLANE_PID:-0}" "${BASELINE_PID:-0}" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+pgplane, baseline = sys.argv[3], sys.argv[4]
+d = {p: b[p] - a[p] for p in a if p in b}
+servers = sum(v for p, v in d.items() if p not in (pgplane, baseline))
+print(f'"pgplane_cpu_seconds":{d.get(pgplane, 0):.2f},"servers_cpu_seconds":{servers:.2f},'
+      f'"baseline_cpu_seconds":{d.get(baseline, 0):.2f}')
+PY
 }
 
 # --- tools --------------------------------------------------------------
@@ -158,32 +177,32 @@ python3 "$HERE/seed.py" seed "$SEED" "$SEEDED_FILE"
 meta "{\"step\":\"seed\",\"databases\":$SEED,\"seconds\":$(($(date +%s) - t)),\"load_after\":\"$(loadavg)\"}"
 
 if [ -n "$PGPLANE_PID" ]; then
-  # What 50 idle databases cost: pgplane's watcher and the servers it looks at.
-  idle=$([ "$QUICK" = 1 ] && echo 5 || echo 15)
-  before=$(our_cpu_seconds)
+  # What the idle databases cost (pgplane's watcher and the servers); the window
+  # also lets the machine settle after the seeding before the latency runs.
+  idle=$([ "$QUICK" = 1 ] && echo 10 || echo 20)
+  before=$(cpu_snapshot)
+  t0=$(date +%s.%N)
   # A measurement window, not a wait for a condition.
   sleep "$idle"
-  after=$(our_cpu_seconds)
-  meta "{\"step\":\"idle\",\"seconds\":$idle,\"cpu_seconds\":$(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }'),\"postmasters\":$(postmasters | wc -l),\"load\":\"$(loadavg)\"}"
+  after=$(cpu_snapshot)
+  window=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$(date +%s.%N)")
+  meta "{\"step\":\"idle\",\"seconds\":$window,$(cpu_delta "$before" "$after"),\"postmasters\":$(postmasters | wc -l),\"load\":\"$(loadavg)\"}"
 fi
 
 # --- scenarios ------------------------------------------------------------
 failed=()
 # run_k6 NAME SCRIPT [VAR=value ...]: one k6 run, its summary and the machine's load.
 run_k6() {
-  local name="$1" script="$2" t0 cpu0 bcpu0 rc=0
+  local name="$1" script="$2" t0 cpu0 cpu1 rc=0
   shift 2
   local load0
   load0=$(loadavg)
   t0=$(date +%s)
-  cpu0=$([ -n "$PGPLANE_PID" ] && our_cpu_seconds || echo 0)
-  bcpu0=$([ -n "$BASELINE_PID" ] && cpu_seconds "$BASELINE_PID" || echo 0)
+  cpu0=$(cpu_snapshot)
   say "k6 $name ($script) ..."
   env "$@" k6 run --quiet --summary-export "$OUT/$PREFIX-$name.json" "$HERE/k6/$script" \
     >"$OUT/$PREFIX-$name.txt" 2>&1 || rc=$?
-  local cpu1 bcpu1
-  cpu1=$([ -n "$PGPLANE_PID" ] && our_cpu_seconds || echo 0)
-  bcpu1=$([ -n "$BASELINE_PID" ] && cpu_seconds "$BASELINE_PID" || echo 0)
+  cpu1=$(cpu_snapshot)
   if [ "$rc" = 0 ]; then
     say "k6 $name: every threshold held ($(($(date +%s) - t0)) s)"
   else
@@ -191,7 +210,7 @@ run_k6() {
     grep -E '✗|level=error' "$OUT/$PREFIX-$name.txt" | sed 's/^/    /' | head -20 || true
     failed+=("$name")
   fi
-  meta "{\"step\":\"k6\",\"name\":\"$name\",\"script\":\"$script\",\"exit\":$rc,\"seconds\":$(($(date +%s) - t0)),\"load_before\":\"$load0\",\"load_after\":\"$(loadavg)\",\"server_cpu_seconds\":$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }'),\"baseline_cpu_seconds\":$(awk -v a="$bcpu0" -v b="$bcpu1" 'BEGIN { printf "%.2f", b - a }')}"
+  meta "{\"step\":\"k6\",\"name\":\"$name\",\"script\":\"$script\",\"exit\":$rc,\"seconds\":$(($(date +%s) - t0)),\"load_before\":\"$load0\",\"load_after\":\"$(loadavg)\",$(cpu_delta "$cpu0" "$cpu1")}"
 }
 
 READ_SECONDS=$([ "$QUICK" = 1 ] && echo 15 || echo 60)
