@@ -239,8 +239,10 @@ else
   done
 fi
 
-run_k6 storm storm.js
+# Mixed before the storm: the storm leaves this address's login bucket
+# empty, and mixed logs in as a user would.
 run_k6 mixed mixed.js
+run_k6 storm storm.js
 run_k6 crud crud.js
 if [ -n "$PGPLANE_PID" ]; then
   # Only the seeds' servers may be left once the CRUD and mixed runs are done.
