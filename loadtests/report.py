@@ -90,7 +90,9 @@ def git_commit():
     try:
         rev = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--", ".."],
+        # The results this run is writing do not make the tree dirty.
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--", "..",
+                                ":(exclude)results"],
                                capture_output=True, text=True).stdout.strip()
         return rev + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
