@@ -90,7 +90,9 @@ def git_commit():
     try:
         rev = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--", ".."],
+        # The results this run is writing do not make the tree dirty.
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--", "..",
+                                ":(exclude)results"],
                                capture_output=True, text=True).stdout.strip()
         return rev + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -105,6 +107,7 @@ def main():
     ap.add_argument("--command", required=True)
     ap.add_argument("--k6", default="k6")
     ap.add_argument("--target", default="local")
+    ap.add_argument("--log", default="", help="pgplane's JSON log, for server-side durations")
     ap.add_argument("--binary", default="", help="the pgplane binary, when not built from this tree")
     ap.add_argument("--seconds", type=int, default=0)
     ap.add_argument("--failed", default="")
@@ -183,7 +186,7 @@ def main():
         stopped = step.get("stopped", {})
         unseed = step.get("unseed", {})
         stray = after.get("postmasters", after.get("expected", 0)) - after.get("expected", 0)
-        ok = (fails == 0 and k6_steps["crud"]["exit"] == 0 and left == 0
+        ok = (fails == 0 and done > 0 and left == 0
               and unseed.get("crud_databases_left", 0) == 0 and stray == 0)
         shape = "10 VUs x 30 s (quick)" if quick else "10 VUs x 120 s"
         measured = (f"{shape}: {done} lifecycles, {fails} failed checks of {passes + fails}, "
@@ -232,8 +235,10 @@ def main():
         ]
     cleanup_ok = all(v == 0 for _, v in cleanup)
 
+    server_side = server_durations(a.log, k6_steps) if a.log else {}
     plot(a, runs, rps)
-    write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cleanup, rps, ratio, cpu_us)
+    write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cleanup, rps, ratio, cpu_us,
+                 server_side)
     record = {
         "command": a.command, "quick": quick, "target": a.target, "k6": a.k6,
         "commit": git_commit(), "binary": a.binary or None, "machine": machine(),
@@ -241,6 +246,7 @@ def main():
         "seconds": a.seconds, "steps": steps,
         "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets],
         "throughput_rps": rps, "throughput_ratio": ratio, "server_cpu_us_per_request": cpu_us,
+        "server_side_ms": server_side,
         "storm_p99_ms": [{"route": r, "quiet": q, "storm": s, "ratio": x} for r, q, s, x in storm_rows],
     }
     with open(os.path.join(a.out, f"{a.prefix}-run.json"), "w") as f:
@@ -251,6 +257,40 @@ def main():
     if not cleanup_ok:
         print("report.py: something was left behind (see the report)")
     return 1 if missed or not cleanup_ok else 0
+
+
+def server_durations(log, k6_steps):
+    """Percentiles of pgplane's own request durations (its JSON request log)
+    per route, within the read and storm runs' windows."""
+    windows = {n: (s["from"], s["until"]) for n, s in k6_steps.items()
+               if n in ("read", "storm") and "from" in s}
+    found = {n: {} for n in windows}
+    try:
+        with open(log) as f:
+            for line in f:
+                if '"message":"request"' not in line:
+                    continue
+                try:
+                    j = json.loads(line)
+                except ValueError:
+                    continue
+                for n, (lo, hi) in windows.items():
+                    if lo <= j.get("timestamp", "") <= hi:
+                        route = j.get("span", {}).get("route", "?")
+                        found[n].setdefault(route, []).append(j.get("duration_ms", 0.0))
+    except OSError:
+        return {}
+    out = {}
+    for n, routes in found.items():
+        out[n] = {}
+        for route, v in routes.items():
+            if len(v) < 100:
+                continue
+            v.sort()
+            pick = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+            out[n][route] = {"count": len(v), "med": pick(0.5), "p(95)": pick(0.95), "p(99)": pick(0.99),
+                             "p(99.9)": pick(0.999), "max": v[-1]}
+    return out
 
 
 def plot(a, runs, rps):
@@ -319,7 +359,8 @@ def plot(a, runs, rps):
     fig.savefig(os.path.join(a.out, f"{a.prefix}-latency.png"), dpi=90)
 
 
-def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cleanup, rps, ratio, cpu_us):
+def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cleanup, rps, ratio, cpu_us,
+                 server_side):
     p = a.prefix
     lines = [
         f"# k6 load test of pgplane{' (quick)' if quick else ''}",
@@ -374,6 +415,14 @@ def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cl
         ("GET one database", "http_req_duration{scenario:get}", "http_req_failed{scenario:get}"),
         ("list of the seeded databases", "http_req_duration{scenario:list}", "http_req_failed{scenario:list}"),
     ])
+    read_server = server_side.get("read")
+    if read_server:
+        lines += ["", "Server side, the same requests as pgplane's request log times them (from routing "
+                  "to the answer; not the time a request waits for a core before pgplane reads it):", "",
+                  "| route | count | p50 | p95 | p99 | p99.9 | max |", "|---|---|---|---|---|---|---|"]
+        for route, m in read_server.items():
+            lines.append(f"| {route} | {m['count']} | {ms(m['med'])} | {ms(m['p(95)'])} | {ms(m['p(99)'])} "
+                         f"| {ms(m['p(99.9)'])} | {ms(m['max'])} |")
     if rps["pgplane"]:
         lines += ["", "### throughput (closed model: 20 VUs back to back, GET one database)", "",
                   "| server | requests/s per round | median | server CPU per request (median) |",

@@ -198,6 +198,8 @@ run_k6() {
   local load0
   load0=$(loadavg)
   t0=$(date +%s)
+  local from
+  from=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
   cpu0=$(cpu_snapshot)
   say "k6 $name ($script) ..."
   env "$@" k6 run --quiet --summary-export "$OUT/$PREFIX-$name.json" "$HERE/k6/$script" \
@@ -210,7 +212,7 @@ run_k6() {
     grep -E '✗|level=error' "$OUT/$PREFIX-$name.txt" | sed 's/^/    /' | head -20 || true
     failed+=("$name")
   fi
-  meta "{\"step\":\"k6\",\"name\":\"$name\",\"script\":\"$script\",\"exit\":$rc,\"seconds\":$(($(date +%s) - t0)),\"load_before\":\"$load0\",\"load_after\":\"$(loadavg)\",$(cpu_delta "$cpu0" "$cpu1")}"
+  meta "{\"step\":\"k6\",\"name\":\"$name\",\"script\":\"$script\",\"exit\":$rc,\"seconds\":$(($(date +%s) - t0)),\"load_before\":\"$load0\",\"load_after\":\"$(loadavg)\",\"from\":\"$from\",\"until\":\"$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)\",$(cpu_delta "$cpu0" "$cpu1")}"
 }
 
 READ_SECONDS=$([ "$QUICK" = 1 ] && echo 15 || echo 60)
@@ -237,8 +239,10 @@ else
   done
 fi
 
-run_k6 storm storm.js
+# Mixed before the storm: the storm leaves this address's login bucket
+# empty, and mixed logs in as a user would.
 run_k6 mixed mixed.js
+run_k6 storm storm.js
 run_k6 crud crud.js
 if [ -n "$PGPLANE_PID" ]; then
   # Only the seeds' servers may be left once the CRUD and mixed runs are done.
@@ -268,7 +272,8 @@ fi
 # --- report -----------------------------------------------------------------
 report_rc=0
 python3 "$HERE/report.py" --out "$OUT" --prefix "$PREFIX" --meta "$META" \
-  --command "$COMMAND" --k6 "$K6_VERSION" --binary "${PGPLANE_BIN:-}" --target "${TARGET:-local}" \
+  --command "$COMMAND" --k6 "$K6_VERSION" --binary "${PGPLANE_BIN:-}" \
+  --log "$([ -f "$WORK/pgplane.log" ] && echo "$WORK/pgplane.log")" --target "${TARGET:-local}" \
   --seconds "$(($(date +%s) - started))" --failed "${failed[*]:-}" \
   --read-seconds "$READ_SECONDS" --throughput-seconds "$TP_SECONDS" --quick "$QUICK" || report_rc=$?
 say "report: $OUT/$PREFIX-report.md ($(($(date +%s) - started)) s in all)"
