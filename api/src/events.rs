@@ -95,7 +95,8 @@ impl Events {
         }))
     }
 
-    /// Also pushes every event recorded from now on to Loki.
+    /// Hands every event recorded from now on to Loki's push buffer
+    /// (which drops it unless PGPLANE_LOKI_PUSH is on).
     pub fn push_to(&self, loki: Arc<Loki>) {
         let _ = self.push_to.set(loki);
     }

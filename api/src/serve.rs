@@ -49,10 +49,8 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
                 .map_err(|e| StartError::Setting("PGPLANE_LOKI_URL", e))?,
         ),
     };
-    if let Some(l) = loki
-        .as_ref()
-        .filter(|_| settings.loki.as_ref().is_some_and(|s| s.push))
-    {
+    // Pushing is a no-op unless PGPLANE_LOKI_PUSH is on.
+    if let Some(l) = &loki {
         events.push_to(l.clone());
     }
     let audit = match (&settings.audit_store, &loki) {

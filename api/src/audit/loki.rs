@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::Notify;
 
 use super::query::{AuditPage, AuditQuery, Cursor};
 use super::AuditRecord;
 use crate::events::{EventQuery, ServiceEvent};
+use crate::journal::Entry;
 use crate::metrics::Metrics;
 
 /// Entries asked of Loki per query: below its default per-query limit.
@@ -132,7 +133,7 @@ impl Loki {
     }
 
     /// Queues a record for `/loki/api/v1/push` (when pushing is on).
-    pub fn push_later<T: Serialize + Timestamped>(&self, record: &T) {
+    pub fn push_later<T: Entry>(&self, record: &T) {
         let Some(p) = &self.push else { return };
         let line = serde_json::to_string(record).expect("a record serializes");
         let ts = record.ts().timestamp_nanos_opt().unwrap_or(0);
@@ -353,23 +354,6 @@ impl Loki {
         entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         entries.truncate(limit);
         Ok(entries)
-    }
-}
-
-/// What a record has to say about its time, for pushing.
-pub trait Timestamped {
-    fn ts(&self) -> DateTime<Utc>;
-}
-
-impl Timestamped for AuditRecord {
-    fn ts(&self) -> DateTime<Utc> {
-        self.ts
-    }
-}
-
-impl Timestamped for ServiceEvent {
-    fn ts(&self) -> DateTime<Utc> {
-        self.ts
     }
 }
 
