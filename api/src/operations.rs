@@ -42,13 +42,7 @@ impl ListQuery {
         let mut errors = Vec::new();
         for (key, value) in pairs {
             match key.as_str() {
-                "limit" => match value.parse::<usize>() {
-                    Ok(n) if (1..=MAX_PAGE).contains(&n) => q.limit = n,
-                    _ => errors.push(FieldError::new(
-                        "limit",
-                        format!("must be an integer from 1 to {MAX_PAGE}"),
-                    )),
-                },
+                "limit" => q.limit = parse_limit(value, MAX_PAGE, &mut errors).unwrap_or(q.limit),
                 "cursor" => match decode_cursor(value) {
                     Some(name) => q.after = Some(name),
                     None => errors.push(FieldError::new(
@@ -85,29 +79,11 @@ pub fn event_query(database: &str, pairs: &[(String, String)]) -> Result<EventQu
         limit: DEFAULT_EVENTS,
     };
     let mut errors = Vec::new();
-    let time = |key: &str, value: &str, errors: &mut Vec<FieldError>| {
-        match chrono::DateTime::parse_from_rfc3339(value) {
-            Ok(t) => Some(t.with_timezone(&chrono::Utc)),
-            Err(_) => {
-                errors.push(FieldError::new(
-                    key,
-                    "must be an RFC 3339 time such as 2026-11-20T10:00:00Z",
-                ));
-                None
-            }
-        }
-    };
     for (key, value) in pairs {
         match key.as_str() {
-            "since" => q.since = time(key, value, &mut errors),
-            "until" => q.until = time(key, value, &mut errors),
-            "limit" => match value.parse::<usize>() {
-                Ok(n) if (1..=MAX_EVENTS).contains(&n) => q.limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_EVENTS}"),
-                )),
-            },
+            "since" => q.since = parse_time(key, value, &mut errors),
+            "until" => q.until = parse_time(key, value, &mut errors),
+            "limit" => q.limit = parse_limit(value, MAX_EVENTS, &mut errors).unwrap_or(q.limit),
             other => errors.push(FieldError::new(other, "unknown query parameter")),
         }
     }
@@ -115,6 +91,38 @@ pub fn event_query(database: &str, pairs: &[(String, String)]) -> Result<EventQu
         Ok(q)
     } else {
         Err(ApiError::Invalid(errors))
+    }
+}
+
+/// A `limit` query parameter from 1 to `max`, or a field error.
+pub fn parse_limit(value: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<usize> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Some(n),
+        _ => {
+            errors.push(FieldError::new(
+                "limit",
+                format!("must be an integer from 1 to {max}"),
+            ));
+            None
+        }
+    }
+}
+
+/// An RFC 3339 time query parameter, or a field error.
+pub fn parse_time(
+    key: &str,
+    value: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    match chrono::DateTime::parse_from_rfc3339(value) {
+        Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+        Err(_) => {
+            errors.push(FieldError::new(
+                key,
+                "must be an RFC 3339 time such as 2026-11-20T10:00:00Z",
+            ));
+            None
+        }
     }
 }
 

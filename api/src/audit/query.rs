@@ -10,6 +10,7 @@ use super::{Action, AuditError, AuditRecord};
 use crate::error::ApiError;
 use crate::journal::{Journal, Window};
 use crate::model::{self, FieldError};
+use crate::operations::{parse_limit, parse_time};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -71,20 +72,6 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-/// An RFC 3339 time query parameter, or a field error.
-pub fn parse_time(key: &str, value: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    match DateTime::parse_from_rfc3339(value) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
-            errors.push(FieldError::new(
-                key,
-                "must be an RFC 3339 time such as 2026-11-20T10:00:00Z",
-            ));
-            None
-        }
-    }
-}
-
 impl AuditQuery {
     /// Parses the query string. `database` is `Some` on the per-database
     /// route, which takes the name from the path and refuses it as a filter.
@@ -101,13 +88,7 @@ impl AuditQuery {
             match key.as_str() {
                 "since" => q.since = parse_time(key, value, &mut errors),
                 "until" => q.until = parse_time(key, value, &mut errors),
-                "limit" => match value.parse::<usize>() {
-                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
-                    _ => errors.push(FieldError::new(
-                        "limit",
-                        format!("must be an integer from 1 to {MAX_LIMIT}"),
-                    )),
-                },
+                "limit" => q.limit = parse_limit(value, MAX_LIMIT, &mut errors).unwrap_or(q.limit),
                 "action" => match Action::parse(value) {
                     Some(a) => q.action = Some(a),
                     None => errors.push(FieldError::new(
