@@ -39,16 +39,16 @@ fn settings(dir: &Path) -> Vec<(String, String)> {
     ]
 }
 
-fn start(dir: &Path, run: &str) -> Served {
+/// pgplane with those users; with `keep_output` false its stdout and stderr
+/// go to /dev/null instead of files.
+fn start(dir: &Path, run: &str, keep_output: bool) -> Served {
     let env = settings(dir);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Served::start_with(dir, run, &env)
-}
-
-fn start_discarding_output(dir: &Path, run: &str) -> Served {
-    let env = settings(dir);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Served::start_discarding_output(dir, run, &env)
+    if keep_output {
+        Served::start_with(dir, run, &env)
+    } else {
+        Served::start_discarding_output(dir, run, &env)
+    }
 }
 
 struct Client<'a> {
@@ -134,7 +134,7 @@ fn row(a: &str, o: &str, s: u64, actor: &str, db: &str) -> Summary {
 fn every_audited_request_gives_one_record_in_order_on_stdout_and_in_the_store() {
     let dir = tmp();
     let _servers = Servers(dir.path().join("data"));
-    let mut served = start(dir.path(), "first");
+    let mut served = start(dir.path(), "first", true);
     let c = Client { served: &served };
     let mut expected = Vec::new();
 
@@ -366,7 +366,7 @@ fn every_audited_request_gives_one_record_in_order_on_stdout_and_in_the_store() 
 
     // A restart keeps every record.
     served.stop();
-    let again = start(dir.path(), "second");
+    let again = start(dir.path(), "second", true);
     let c2 = Client { served: &again };
     let admin2 = c2.token("admin");
     let after: Vec<Value> = c2.all_records(&admin2, "");
@@ -377,7 +377,7 @@ fn every_audited_request_gives_one_record_in_order_on_stdout_and_in_the_store() 
 #[test]
 fn fifty_concurrent_writers_leave_fifty_whole_records() {
     let dir = tmp();
-    let served = start(dir.path(), "concurrent");
+    let served = start(dir.path(), "concurrent", true);
     let c = Client { served: &served };
     let editor = c.token("editor");
     let base = served.base.clone();
@@ -425,7 +425,7 @@ fn a_store_that_cannot_write_fails_the_request_with_503_and_changes_nothing() {
     let dir = tmp();
     let _servers = Servers(dir.path().join("data"));
     // Its stdout and stderr must not be files: the limit would hit them too.
-    let served = start_discarding_output(dir.path(), "full");
+    let served = start(dir.path(), "full", false);
     let c = Client { served: &served };
     let editor = c.token("editor");
     let admin = c.token("admin");
