@@ -16,7 +16,7 @@ pub struct ServeArgs {
     /// Address to serve the API on.
     #[arg(long, env = "PGPLANE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Which backend runs the databases: local.
+    /// Which backend runs the databases: local or kubernetes.
     #[arg(long, env = "PGPLANE_BACKEND", default_value = "local")]
     pub backend: String,
     /// Where the local backend keeps databases, and where generated secrets are kept.
@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// Kubernetes namespace of the databases (kubernetes backend).
     #[arg(long, env = "PGPLANE_NAMESPACE", default_value = "databases")]
     pub namespace: String,
+    /// Kubeconfig file of the kubernetes backend (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long, env = "PGPLANE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     /// Directory of the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup).
     #[arg(long, env = "PGPLANE_PG_BINDIR")]
     pub pg_bindir: Option<PathBuf>,
@@ -60,6 +63,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     Local,
+    Kubernetes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +96,7 @@ pub struct Settings {
     pub backend: BackendKind,
     pub data_dir: PathBuf,
     pub namespace: String,
+    pub kubeconfig: Option<PathBuf>,
     pub pg_bindir: Option<PathBuf>,
     pub pg_user: String,
     /// `None`: whatever major the local PostgreSQL binaries are.
@@ -128,12 +133,7 @@ impl Settings {
         })?;
         let backend = match args.backend.as_str() {
             "local" => BackendKind::Local,
-            "kubernetes" => {
-                return Err(bad(
-                    "PGPLANE_BACKEND",
-                    "the kubernetes backend is not part of this build yet; use local",
-                ))
-            }
+            "kubernetes" => BackendKind::Kubernetes,
             other => {
                 return Err(bad(
                     "PGPLANE_BACKEND",
@@ -178,25 +178,31 @@ impl Settings {
                     format!("{:?} is not a positive integer", args.max_instances),
                 )
             })?;
-        let jwt_secret = match (args.jwt_secret, args.jwt_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "PGPLANE_JWT_SECRET",
-                    "set either PGPLANE_JWT_SECRET or PGPLANE_JWT_SECRET_FILE, not both",
-                ))
-            }
-            (Some(s), None) => {
-                if s.len() < 32 {
+        let jwt_secret =
+            match (args.jwt_secret, args.jwt_secret_file) {
+                (Some(_), Some(_)) => {
                     return Err(bad(
                         "PGPLANE_JWT_SECRET",
-                        format!("must be at least 32 bytes (got {})", s.len()),
-                    ));
+                        "set either PGPLANE_JWT_SECRET or PGPLANE_JWT_SECRET_FILE, not both",
+                    ))
                 }
-                JwtSecretSource::Value(Secret::new(s))
-            }
-            (None, Some(path)) => JwtSecretSource::File(path),
-            (None, None) => JwtSecretSource::Generated,
-        };
+                (Some(s), None) => {
+                    if s.len() < 32 {
+                        return Err(bad(
+                            "PGPLANE_JWT_SECRET",
+                            format!("must be at least 32 bytes (got {})", s.len()),
+                        ));
+                    }
+                    JwtSecretSource::Value(Secret::new(s))
+                }
+                (None, Some(path)) => JwtSecretSource::File(path),
+                // Replicas must accept each other's tokens: no secret per pod.
+                (None, None) if backend == BackendKind::Kubernetes => return Err(bad(
+                    "PGPLANE_JWT_SECRET",
+                    "is required with the kubernetes backend (set it or PGPLANE_JWT_SECRET_FILE)",
+                )),
+                (None, None) => JwtSecretSource::Generated,
+            };
         let token_ttl = parse_duration(&args.token_ttl)
             .filter(|d| (Duration::from_secs(60)..=Duration::from_secs(7 * 24 * 3600)).contains(d))
             .ok_or_else(|| {
@@ -238,6 +244,7 @@ impl Settings {
             backend,
             data_dir: args.data_dir,
             namespace: args.namespace,
+            kubeconfig: args.kubeconfig,
             pg_bindir: args.pg_bindir,
             pg_user: args.pg_user,
             postgres_versions,
@@ -250,7 +257,7 @@ impl Settings {
     }
 }
 
-fn parse_versions(text: &str) -> Result<Vec<u32>, String> {
+pub fn parse_versions(text: &str) -> Result<Vec<u32>, String> {
     let mut versions = text
         .split(',')
         .map(|v| {
@@ -326,6 +333,7 @@ mod tests {
             (&["--pg-bindir", "/nonexistent"], "PGPLANE_PG_BINDIR"),
             (&["--namespace", "Bad_NS"], "PGPLANE_NAMESPACE"),
             (&["--admin-password", "short"], "PGPLANE_ADMIN_PASSWORD"),
+            (&["--backend", "kubernetes"], "PGPLANE_JWT_SECRET"),
         ];
         for (args, var) in cases {
             let err = settings(args).expect_err(&format!("{args:?}"));

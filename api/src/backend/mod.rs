@@ -3,6 +3,7 @@
 //! operations in [`crate::operations`] see only this trait; Kubernetes types
 //! and PostgreSQL processes stay behind it.
 
+pub mod kubernetes;
 pub mod local;
 
 use async_trait::async_trait;
@@ -27,6 +28,10 @@ pub enum BackendError {
     Busy(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The backend's own system refused the change (for Kubernetes:
+    /// admission, quota or schema); the text is its message.
+    #[error("{0}")]
+    Rejected(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -68,4 +73,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// `Err(reason)` when the backend cannot serve requests.
     async fn ready(&self) -> Result<(), String>;
+
+    /// `Some(reason)` while reads are served from a cache that may be
+    /// behind (the kubernetes backend when the API server is unreachable).
+    fn stale(&self) -> Option<String> {
+        None
+    }
+
+    /// Stops the backend's background work (on shutdown, and in tests).
+    fn shutdown(&self) {}
 }

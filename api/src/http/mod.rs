@@ -6,6 +6,7 @@ mod databases;
 pub mod extract;
 mod health;
 pub mod openapi;
+mod stale;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,7 +66,8 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound("no such route".into()) });
-    api.layer(middleware::from_fn_with_state(app.clone(), observe))
+    api.layer(middleware::from_fn_with_state(app.clone(), stale::mark))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal(
                 "a handler panicked".into(),

@@ -29,7 +29,7 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
-    backend: std::sync::Arc<pgplane::backend::local::LocalBackend>,
+    backend: std::sync::Arc<dyn pgplane::backend::Backend>,
     server: tokio::task::JoinHandle<()>,
     _tmp: Option<tempfile::TempDir>,
 }
