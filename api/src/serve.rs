@@ -66,12 +66,14 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
             let versions = match &settings.postgres_versions {
                 None => vec![installed],
                 Some(v) if v == &[installed] => v.clone(),
-                Some(v) => return Err(StartError::Setting(
-                    "PGPLANE_POSTGRES_VERSIONS",
-                    format!(
+                Some(v) => {
+                    return Err(StartError::Setting(
+                        "PGPLANE_POSTGRES_VERSIONS",
+                        format!(
                         "the local backend offers only the installed major {installed}, not {v:?}"
                     ),
-                )),
+                    ))
+                }
             };
             (Arc::new(local), versions)
         }

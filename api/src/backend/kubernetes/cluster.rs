@@ -219,9 +219,43 @@ pub fn owner_of(cluster: &Cluster) -> String {
     annotation(cluster, OWNER).unwrap_or_default().to_owned()
 }
 
-/// The spec a Cluster expresses, in the model's terms.
+/// The keys of the map at `path` (such as `["f:metadata", "f:labels"]`)
+/// that field manager `pgplane` owns by apply, from `managedFields`; `None`
+/// when pgplane never applied this Cluster (rendered for git and applied by
+/// another tool, or a Cluster as [`render`] returns it).
+fn owned_keys(cluster: &Cluster, path: &[&str]) -> Option<std::collections::BTreeSet<String>> {
+    let entry = cluster.metadata.managed_fields.as_ref()?.iter().find(|m| {
+        m.manager.as_deref() == Some(super::FIELD_MANAGER)
+            && m.operation.as_deref() == Some("Apply")
+            && m.subresource.as_deref().unwrap_or("").is_empty()
+    })?;
+    let mut node = &entry.fields_v1.as_ref()?.0;
+    for step in path {
+        match node.get(step) {
+            Some(n) => node = n,
+            None => return Some(Default::default()),
+        }
+    }
+    Some(
+        node.as_object()?
+            .keys()
+            .filter_map(|k| k.strip_prefix("f:"))
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// The spec a Cluster expresses, in the model's terms. Labels and
+/// parameters are those pgplane applied: another tool's label on the same
+/// Cluster stays that tool's (it is not shown, and an update does not take
+/// it over).
 pub fn spec_of(cluster: &Cluster) -> DatabaseSpec {
     let s = &cluster.spec;
+    let own_labels = owned_keys(cluster, &["f:metadata", "f:labels"]);
+    let own_parameters = owned_keys(cluster, &["f:spec", "f:postgresql", "f:parameters"]);
+    let owned = |keys: &Option<std::collections::BTreeSet<String>>, k: &String| {
+        keys.as_ref().is_none_or(|keys| keys.contains(k))
+    };
     DatabaseSpec {
         name: cluster.metadata.name.clone().unwrap_or_default(),
         postgres_version: s.image_name.as_deref().and_then(major_of).unwrap_or(0),
@@ -234,7 +268,13 @@ pub fn spec_of(cluster: &Cluster) -> DatabaseSpec {
         parameters: s
             .postgresql
             .as_ref()
-            .map(|p| p.parameters.clone())
+            .map(|p| {
+                p.parameters
+                    .iter()
+                    .filter(|(k, _)| owned(&own_parameters, k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default(),
         labels: cluster
             .metadata
@@ -242,6 +282,7 @@ pub fn spec_of(cluster: &Cluster) -> DatabaseSpec {
             .iter()
             .flatten()
             .filter(|(k, _)| !PLATFORM_LABEL_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .filter(|(k, _)| owned(&own_labels, k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     }
@@ -380,6 +421,43 @@ mod tests {
             assert_eq!(revision_of(&c), 4);
             assert_eq!(owner_of(&c), "alice");
         }
+    }
+
+    #[test]
+    fn labels_and_parameters_of_other_managers_are_not_pgplanes() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        let mut c = render(&spec("orders"), "databases", &stamp());
+        let labels = c.metadata.labels.as_mut().unwrap();
+        labels.insert("example.com/cost-center".into(), "42".into());
+        c.spec
+            .postgresql
+            .as_mut()
+            .unwrap()
+            .parameters
+            .insert("work_mem".into(), "8MB".into());
+        let entry = |manager: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Apply".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        c.metadata.managed_fields = Some(vec![
+            entry(
+                "pgplane",
+                serde_json::json!({
+                    "f:metadata": {"f:labels": {"f:app.kubernetes.io/managed-by": {}, "f:team": {}}},
+                    "f:spec": {"f:postgresql": {"f:parameters": {"f:max_connections": {}}}},
+                }),
+            ),
+            entry(
+                "platform-team",
+                serde_json::json!({
+                    "f:metadata": {"f:labels": {"f:example.com/cost-center": {}}},
+                    "f:spec": {"f:postgresql": {"f:parameters": {"f:work_mem": {}}}},
+                }),
+            ),
+        ]);
+        assert_eq!(spec_of(&c), spec("orders"));
     }
 
     #[test]

@@ -506,10 +506,13 @@ fn write_error(e: kube::Error, name: &str) -> BackendError {
     }
 }
 
-/// RBAC's denials read `... is forbidden: User "x" cannot create resource ...`;
-/// a quota or an admission plugin also answers 403, with other words.
+/// RBAC's denials read `... is forbidden: User "x" cannot create resource ...`,
+/// or, when a server-side apply would create an object its caller may not
+/// create, `... is forbidden: ` with nothing after; a quota or an admission
+/// plugin also answers 403, with its reason after the colon.
 fn is_rbac_denial(message: &str) -> bool {
-    message.contains(" cannot ") && message.contains(" resource \"")
+    (message.contains(" cannot ") && message.contains(" resource \""))
+        || message.trim_end().ends_with("is forbidden:")
 }
 
 #[async_trait]
@@ -757,6 +760,9 @@ mod tests {
         ));
         assert!(!is_rbac_denial(
             "clusters.postgresql.cnpg.io \"x\" is forbidden: exceeded quota: q, requested: count/clusters.postgresql.cnpg.io=1"
+        ));
+        assert!(is_rbac_denial(
+            "clusters.postgresql.cnpg.io \"fresh\" is forbidden: "
         ));
         assert!(!is_rbac_denial(
             "admission webhook \"vcluster.cnpg.io\" denied the request: spec.instances: Invalid value"
