@@ -3,6 +3,11 @@
 //! now and again) by readiness with `SelfSubjectAccessReview`s. The manifest
 //! `manifests/base/role.yaml` must grant exactly these; `scripts/check-deploy.sh`
 //! compares the two.
+//!
+//! The access reviews themselves (`selfsubjectaccessreviews` create) need no
+//! rule: Kubernetes grants them to every authenticated user (ClusterRole
+//! `system:basic-user`), as it grants `GET /version`, which the watch uses
+//! to see that an unreachable API server is back.
 
 /// One rule of the Role: a resource, the verbs used on it, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
