@@ -888,3 +888,98 @@ fn uuid_like() -> String {
         .as_nanos();
     format!("{t:x}").chars().rev().collect()
 }
+
+fn pgplane_binary(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgplane"))
+        .args(args)
+        .env_remove("PGPLANE_NAMESPACE")
+        .env_remove("PGPLANE_POSTGRES_VERSIONS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn render_prints_the_cluster_and_rbac_the_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("orders.yaml");
+    std::fs::write(
+        &spec,
+        "name: orders\ninstances: 3\nstorage: 10Gi\npostgres_version: 16\nparameters: {max_connections: 200}\nlabels: {team: payments}\n",
+    )
+    .unwrap();
+    let out = pgplane_binary(&["render", spec.to_str().unwrap(), "--owner", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let rendered: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rendered,
+        json!({
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": "orders", "namespace": "databases",
+                         "labels": {"app.kubernetes.io/managed-by": "pgplane", "team": "payments"},
+                         "annotations": {"pgplane.io/owner": "alice", "pgplane.io/revision": "1"}},
+            "spec": {"instances": 3, "imageName": "ghcr.io/cloudnative-pg/postgresql:16",
+                     "storage": {"size": "10Gi"},
+                     "postgresql": {"parameters": {"max_connections": "200"}},
+                     "bootstrap": {"initdb": {"database": "app", "owner": "app"}}},
+        })
+    );
+    // JSON too; an invalid spec names every bad field and prints nothing.
+    std::fs::write(&spec, r#"{"name": "Bad", "instances": 10}"#).unwrap();
+    let out = pgplane_binary(&["render", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("name:") && stderr.contains("instances:"),
+        "{stderr}"
+    );
+
+    let out = pgplane_binary(&["rbac", "--namespace", "dbs"]);
+    assert!(out.status.success());
+    let role: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(role["kind"], "Role");
+    assert_eq!(role["metadata"]["namespace"], "dbs");
+    assert_eq!(
+        role["rules"].as_array().unwrap().len(),
+        rbac::PERMISSIONS.len()
+    );
+}
+
+#[test]
+fn the_kubernetes_backend_names_its_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgplane"));
+        cmd.arg("serve")
+            .env("PGPLANE_BACKEND", "kubernetes")
+            .env("PGPLANE_DATA_DIR", dir.path().join("data"))
+            .env("PGPLANE_LISTEN", "127.0.0.1:0")
+            .env_remove("PGPLANE_JWT_SECRET")
+            .env_remove("PGPLANE_JWT_SECRET_FILE")
+            .env_remove("PGPLANE_KUBECONFIG")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).trim().to_owned()
+    };
+    let no_secret = serve(&[]);
+    assert!(
+        no_secret.starts_with(
+            "pgplane: bad setting PGPLANE_JWT_SECRET: is required with the kubernetes backend"
+        ),
+        "{no_secret}"
+    );
+    let missing = serve(&[
+        ("PGPLANE_JWT_SECRET", support::JWT_SECRET),
+        ("PGPLANE_KUBECONFIG", "/nonexistent/kubeconfig"),
+    ]);
+    assert!(
+        missing.starts_with("pgplane: bad setting PGPLANE_KUBECONFIG: /nonexistent/kubeconfig"),
+        "{missing}"
+    );
+    assert_eq!(missing.lines().count(), 1, "{missing}");
+}

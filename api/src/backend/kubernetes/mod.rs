@@ -283,6 +283,15 @@ impl KubeBackend {
         Ok(applied)
     }
 
+    /// Observes `backend_operation_duration_seconds{operation}` when dropped.
+    fn timer(&self, operation: &str) -> prometheus::HistogramTimer {
+        self.shared
+            .metrics
+            .backend_duration
+            .with_label_values(&[operation])
+            .start_timer()
+    }
+
     pub fn shutdown(&self) {
         for task in self.tasks.lock().expect("not poisoned").drain(..) {
             task.abort();
@@ -544,6 +553,7 @@ impl Backend for KubeBackend {
 
     async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError> {
         self.require_synced()?;
+        let _timer = self.timer("create");
         let _admission = self.admission.lock().await;
         if self.cached(&spec.name).is_some() {
             return Err(BackendError::AlreadyExists(spec.name));
@@ -580,6 +590,7 @@ impl Backend for KubeBackend {
         expected_revision: u64,
     ) -> Result<Database, BackendError> {
         self.require_synced()?;
+        let _timer = self.timer("update");
         let name = spec.name.clone();
         let mut current = self
             .cached(&name)
@@ -632,6 +643,7 @@ impl Backend for KubeBackend {
 
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError> {
         self.require_synced()?;
+        let _timer = self.timer("delete");
         let _admission = self.admission.lock().await;
         // Only a Cluster pgplane manages, and only that very one (its uid).
         let Some(current) = self.cached(name) else {
@@ -660,6 +672,7 @@ impl Backend for KubeBackend {
 
     async fn credentials(&self, name: &str) -> Result<Credentials, BackendError> {
         self.require_synced()?;
+        let _timer = self.timer("credentials");
         if self.cached(name).is_none() {
             return Err(BackendError::NotFound(name.into()));
         }
