@@ -232,6 +232,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     root = tempfile.mkdtemp(prefix="pgplane-kube-bench-", dir="/tmp")
     kube = app = None
+    load_start = os.getloadavg()
     try:
         kube = KubeServer(root)
         app = Pgplane(os.path.abspath(args.binary), root, kube.kubeconfig)
@@ -319,7 +320,8 @@ def main():
             m = metrics[name]
             return {k: round(m[k], 3) for k in ("avg", "med", "p(90)", "p(99)", "max")}
         result = {
-            "machine": {"cores": os.cpu_count()},
+            "machine": {"cores": os.cpu_count(),
+                        "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)]},
             "clusters": args.clusters,
             "create_ms": {"p50": round(pct(create_s, 50) * 1000, 1), "p99": round(pct(create_s, 99) * 1000, 1)},
             "rss_kib": {"synced_idle": rss_synced, "after_read_load": rss_loaded, "end": rss_end},
@@ -338,7 +340,9 @@ def main():
         r = result
         lines = ["# Kubernetes backend: 1,000 Clusters, reads from the cache, transition latency", "",
                  f"`{' '.join(sys.argv)}` on {os.cpu_count()} cores ({args.binary}); kube-apiserver "
-                 "v1.20.2 and etcd on the same machine; k6 on the same machine too.", "",
+                 "v1.20.2 and etcd on the same machine; k6 on the same machine too. 1-minute load average "
+                 f"{result['machine']['loadavg_1m_start_end'][0]} at the start, "
+                 f"{result['machine']['loadavg_1m_start_end'][1]} at the end (the machine is shared).", "",
                  "| measure | p50 | p99 | max | goal |", "|---|---|---|---|---|",
                  f"| GET /databases/{{name}} ({args.vus} VUs) | {r['reads']['get_ms']['med']} ms | "
                  f"{r['reads']['get_ms']['p(99)']} ms | {r['reads']['get_ms']['max']} ms | <= 5 ms p99 |",

@@ -9,6 +9,7 @@ pub mod local;
 use async_trait::async_trait;
 
 use crate::model::{Credentials, Database, DatabaseSpec, FieldError};
+use crate::operations::{ListQuery, Page};
 
 /// What a backend operation can fail with.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -49,6 +50,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<Database>, BackendError>;
 
     async fn get(&self, name: &str) -> Result<Database, BackendError>;
+
+    /// One page of the databases a query selects, sorted by name. A backend
+    /// with many databases in memory can avoid building every one per page.
+    async fn page(&self, query: &ListQuery) -> Result<Page, BackendError> {
+        Ok(crate::operations::page(self.list().await?, query))
+    }
 
     /// Checks what only this backend can judge (for example that a parameter
     /// exists in its PostgreSQL); the pure rules of [`crate::model`] have run.

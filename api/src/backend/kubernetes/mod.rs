@@ -37,6 +37,7 @@ use super::{Backend, BackendError, DeleteOutcome};
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::model::{Credentials, Database, DatabaseSpec, Endpoints};
+use crate::operations::{self, ListQuery, Page};
 use crate::states::{cnpg_state, CnpgObservation};
 use cluster::{Cluster, Stamp};
 use watch::{Feed, Observed};
@@ -537,6 +538,53 @@ impl Backend for KubeBackend {
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
+    }
+
+    /// Filters and sorts the cached Clusters by name and labels first, and
+    /// builds only the databases of the page.
+    async fn page(&self, query: &ListQuery) -> Result<Page, BackendError> {
+        self.require_synced()?;
+        let raw_labels_match = |c: &Cluster| {
+            let labels = c.metadata.labels.as_ref();
+            query
+                .labels
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        };
+        let mut candidates: Vec<Arc<Cluster>> = self
+            .shared
+            .clusters
+            .state()
+            .into_iter()
+            .filter(|c| {
+                query
+                    .after
+                    .as_deref()
+                    .is_none_or(|after| c.metadata.name.as_deref().is_some_and(|n| n > after))
+                    && raw_labels_match(c)
+            })
+            .collect();
+        candidates.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut items = Vec::with_capacity(query.limit + 1);
+        for c in candidates {
+            // The database's labels are those pgplane applied (see cluster::spec_of).
+            let db = self.view(&c);
+            if query
+                .labels
+                .iter()
+                .all(|(k, v)| db.labels.get(k) == Some(v))
+            {
+                items.push(db);
+                if items.len() > query.limit {
+                    break;
+                }
+            }
+        }
+        let more = items.len() > query.limit;
+        items.truncate(query.limit);
+        let next_cursor =
+            more.then(|| operations::encode_cursor(&items.last().expect("a full page").name));
+        Ok(Page { items, next_cursor })
     }
 
     async fn get(&self, name: &str) -> Result<Database, BackendError> {
