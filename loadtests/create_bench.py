@@ -107,7 +107,7 @@ def bare_stop(dirs, bins):
 
 
 class Pgplane:
-    def __init__(self, binary, root):
+    def __init__(self, binary, root, extra_env=None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PGPLANE_")}
@@ -115,6 +115,7 @@ class Pgplane:
                    PGPLANE_LISTEN=f"127.0.0.1:{self.port}",
                    PGPLANE_ADMIN_PASSWORD="bench-admin-password",
                    PGPLANE_LOG="warn")
+        env.update(extra_env or {})
         self.log = open(os.path.join(root, "pgplane.log"), "w")
         self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30

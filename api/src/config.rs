@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::audit::loki::{selector_labels, LokiSettings};
 use crate::secret::Secret;
 
 /// The raw command line / environment, as clap reads it. Values stay text
@@ -55,6 +56,25 @@ pub struct ServeArgs {
     /// Password of the bootstrap `admin` when there is no users file.
     #[arg(long, env = "PGPLANE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Where audit records are kept and queried: local or loki.
+    #[arg(long, env = "PGPLANE_AUDIT_STORE", default_value = "local")]
+    pub audit_store: String,
+    /// Loki's base URL (the loki audit store, or pushing).
+    #[arg(long, env = "PGPLANE_LOKI_URL")]
+    pub loki_url: Option<String>,
+    /// Loki stream selector of pgplane's lines, e.g. {namespace="pgplane", app="pgplane"}.
+    #[arg(
+        long,
+        env = "PGPLANE_LOKI_SELECTOR",
+        default_value = "{app=\"pgplane\"}"
+    )]
+    pub loki_selector: String,
+    /// Also push records to Loki (for installs without a log shipper): true or false.
+    #[arg(long, env = "PGPLANE_LOKI_PUSH", default_value = "false")]
+    pub loki_push: String,
+    /// Timeout of each request to Loki, e.g. 10s.
+    #[arg(long, env = "PGPLANE_LOKI_TIMEOUT", default_value = "10s")]
+    pub loki_timeout: String,
     /// Log format: json or pretty.
     #[arg(long, env = "PGPLANE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
@@ -64,6 +84,13 @@ pub struct ServeArgs {
 pub enum BackendKind {
     Local,
     Kubernetes,
+}
+
+/// Where audit records are kept, and where records are queried from.
+#[derive(Debug, Clone)]
+pub enum AuditStore {
+    Local,
+    Loki,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +132,9 @@ pub struct Settings {
     pub jwt_secret: JwtSecretSource,
     pub token_ttl: Duration,
     pub users: UsersSource,
+    pub audit_store: AuditStore,
+    /// Set with the loki store, or when pushing to Loki.
+    pub loki: Option<LokiSettings>,
     pub log_format: LogFormat,
 }
 
@@ -229,6 +259,77 @@ impl Settings {
                 }
                 (None, password) => UsersSource::BootstrapAdmin(password.map(Secret::new)),
             };
+        let audit_store = match args.audit_store.as_str() {
+            "local" => AuditStore::Local,
+            "loki" => AuditStore::Loki,
+            other => {
+                return Err(bad(
+                    "PGPLANE_AUDIT_STORE",
+                    format!("{other:?} is not one of local, loki"),
+                ))
+            }
+        };
+        let loki_push = match args.loki_push.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(bad(
+                    "PGPLANE_LOKI_PUSH",
+                    format!("{other:?} is not true or false"),
+                ))
+            }
+        };
+        let loki = match (&args.loki_url, &audit_store, loki_push) {
+            (None, AuditStore::Loki, _) => {
+                return Err(bad(
+                    "PGPLANE_LOKI_URL",
+                    "is required with PGPLANE_AUDIT_STORE=loki",
+                ))
+            }
+            (None, _, true) => {
+                return Err(bad(
+                    "PGPLANE_LOKI_URL",
+                    "is required with PGPLANE_LOKI_PUSH=true",
+                ))
+            }
+            (None, AuditStore::Local, false) => None,
+            (Some(url), _, _) => {
+                let parsed = reqwest::Url::parse(url).ok().filter(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                });
+                if parsed.is_none() {
+                    return Err(bad(
+                        "PGPLANE_LOKI_URL",
+                        format!("{url:?} is not an http(s) URL such as http://loki:3100"),
+                    ));
+                }
+                let selector = args.loki_selector.trim().to_owned();
+                // Querying needs a selector; pushing needs plain name="value" matchers.
+                if let Err(why) = selector_labels(&selector) {
+                    let needs_plain =
+                        loki_push || !selector.starts_with('{') || !selector.ends_with('}');
+                    if needs_plain {
+                        return Err(bad("PGPLANE_LOKI_SELECTOR", why));
+                    }
+                }
+                let timeout = parse_duration(&args.loki_timeout)
+                    .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(300)).contains(d))
+                    .ok_or_else(|| {
+                        bad(
+                            "PGPLANE_LOKI_TIMEOUT",
+                            format!("{:?} is not a duration from 1s to 5m", args.loki_timeout),
+                        )
+                    })?;
+                Some(LokiSettings {
+                    url: url.clone(),
+                    selector,
+                    push: loki_push,
+                    timeout,
+                })
+            }
+        };
         let log_format = match args.log_format.as_str() {
             "json" => LogFormat::Json,
             "pretty" => LogFormat::Pretty,
@@ -252,6 +353,8 @@ impl Settings {
             jwt_secret,
             token_ttl,
             users,
+            audit_store,
+            loki,
             log_format,
         })
     }
@@ -334,6 +437,36 @@ mod tests {
             (&["--namespace", "Bad_NS"], "PGPLANE_NAMESPACE"),
             (&["--admin-password", "short"], "PGPLANE_ADMIN_PASSWORD"),
             (&["--backend", "kubernetes"], "PGPLANE_JWT_SECRET"),
+            (&["--audit-store", "s3"], "PGPLANE_AUDIT_STORE"),
+            (&["--audit-store", "loki"], "PGPLANE_LOKI_URL"),
+            (&["--loki-push", "true"], "PGPLANE_LOKI_URL"),
+            (&["--loki-push", "yes"], "PGPLANE_LOKI_PUSH"),
+            (&["--loki-url", "loki:3100"], "PGPLANE_LOKI_URL"),
+            (&["--loki-url", "ftp://loki"], "PGPLANE_LOKI_URL"),
+            (
+                &[
+                    "--loki-url",
+                    "http://loki:3100",
+                    "--loki-selector",
+                    "app=pgplane",
+                ],
+                "PGPLANE_LOKI_SELECTOR",
+            ),
+            (
+                &[
+                    "--loki-url",
+                    "http://loki:3100",
+                    "--loki-push",
+                    "true",
+                    "--loki-selector",
+                    "{app=~\"pg.*\"}",
+                ],
+                "PGPLANE_LOKI_SELECTOR",
+            ),
+            (
+                &["--loki-url", "http://loki:3100", "--loki-timeout", "0s"],
+                "PGPLANE_LOKI_TIMEOUT",
+            ),
         ];
         for (args, var) in cases {
             let err = settings(args).expect_err(&format!("{args:?}"));

@@ -3,19 +3,18 @@
 //! the local store, `events.jsonl` under the data directory, which answers
 //! `GET /databases/{name}/events` — also after the database is gone.
 //!
-//! Recording never blocks the watcher: the event is visible to queries at
-//! once, and a writer thread prints it and appends it (with `fdatasync`)
-//! in the order recorded.
+//! Recording never blocks the watcher: the event is printed at once, and
+//! the journal's writer appends it (with `fdatasync`) in the order recorded.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, RwLock};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit::Loki;
+use crate::journal::{Entry, Journal, OpenError, Window};
 use crate::metrics::Metrics;
 use crate::model::State;
 
@@ -70,140 +69,85 @@ pub struct EventQuery {
 
 /// The local event store and the stdout stream.
 pub struct Events {
-    /// Every event, in the order recorded (so by time).
-    events: RwLock<Vec<ServiceEvent>>,
-    writer: mpsc::Sender<ServiceEvent>,
+    journal: Journal<ServiceEvent>,
     metrics: Arc<Metrics>,
+    /// Loki, when records are pushed there too.
+    push_to: OnceLock<Arc<Loki>>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot open the event store {path}: {cause}")]
-pub struct StoreError {
-    path: String,
-    cause: String,
+impl Entry for ServiceEvent {
+    fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+    fn database(&self) -> Option<&str> {
+        Some(&self.database)
+    }
 }
 
 impl Events {
     /// Reads the store under `data_dir` (a torn last line, from a crash
     /// mid-write, is dropped) and starts its writer.
-    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> Result<Arc<Events>, StoreError> {
-        let path = data_dir.join(FILE);
-        let shown = path.display().to_string();
-        let err = |e: std::io::Error| StoreError {
-            path: shown.clone(),
-            cause: e.to_string(),
-        };
-        let (events, valid_len) = read_store(&path).map_err(err)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(err)?;
-        file.set_len(valid_len).map_err(err)?;
-        let (writer, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("pgplane-events".into())
-            .spawn(move || write_loop(file, path, rx))
-            .map_err(err)?;
+    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> Result<Arc<Events>, OpenError> {
         Ok(Arc::new(Events {
-            events: RwLock::new(events),
-            writer,
+            journal: Journal::open(&data_dir.join(FILE))?,
             metrics,
+            push_to: OnceLock::new(),
         }))
     }
 
+    /// Also pushes every event recorded from now on to Loki.
+    pub fn push_to(&self, loki: Arc<Loki>) {
+        let _ = self.push_to.set(loki);
+    }
+
+    /// Prints the event as a JSON line and appends it to the store in the
+    /// background: the watcher never waits on the disk.
     pub fn record(&self, event: ServiceEvent) {
         self.metrics
             .transitions
             .with_label_values(&[event.from.as_str(), event.to.as_str()])
             .inc();
-        self.events
-            .write()
-            .expect("not poisoned")
-            .push(event.clone());
-        // The writer lives as long as the process; a send cannot fail before.
-        let _ = self.writer.send(event);
+        crate::records::print_line(&event);
+        if let Some(loki) = self.push_to.get() {
+            loki.push_later(&event);
+        }
+        self.journal.append_later(event);
     }
 
     /// Events of one database, newest first.
     pub fn query(&self, q: &EventQuery) -> Vec<ServiceEvent> {
-        self.events
-            .read()
-            .expect("not poisoned")
-            .iter()
-            .rev()
-            .filter(|e| {
-                e.database == q.database
-                    && q.since.is_none_or(|s| e.ts >= s)
-                    && q.until.is_none_or(|u| e.ts < u)
-            })
-            .take(q.limit)
-            .cloned()
+        let window = Window {
+            since: q.since,
+            until: q.until,
+            before_position: None,
+        };
+        self.journal
+            .scan(Some(&q.database), &window, q.limit, |_| true)
+            .into_iter()
+            .map(|p| p.entry)
             .collect()
     }
 
     /// Whether any event of `database` was ever recorded.
     pub fn knows(&self, database: &str) -> bool {
-        self.events
-            .read()
-            .expect("not poisoned")
-            .iter()
-            .any(|e| e.database == database)
+        self.journal.last_of(database).is_some()
     }
 
     /// The state `database` was last recorded in, so a restart of pgplane
     /// does not record again a transition it already recorded.
     pub fn last_state(&self, database: &str) -> Option<State> {
-        self.events
-            .read()
-            .expect("not poisoned")
-            .iter()
-            .rev()
-            .find(|e| e.database == database)
-            .map(|e| e.to)
+        self.journal.last_of(database).map(|e| e.to)
     }
-}
 
-/// The events in the file and the length of its whole lines.
-fn read_store(path: &Path) -> std::io::Result<(Vec<ServiceEvent>, u64)> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e),
-    };
-    let mut events = Vec::new();
-    let mut valid = 0u64;
-    let mut reader = BufReader::new(file);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line)?;
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        match serde_json::from_str::<ServiceEvent>(&line) {
-            Ok(e) => events.push(e),
-            Err(e) => tracing::warn!(error = %e, "skipping an unreadable line of the event store"),
-        }
-        valid += n as u64;
-    }
-    Ok((events, valid))
-}
-
-fn write_loop(mut file: File, path: PathBuf, rx: mpsc::Receiver<ServiceEvent>) {
-    for event in rx {
-        let mut line = serde_json::to_string(&event).expect("an event always serializes");
-        line.push('\n');
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(line.as_bytes());
-            let _ = out.flush();
-        }
-        if let Err(e) = file
-            .write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-        {
-            tracing::error!(path = %path.display(), error = %e, "cannot append to the event store");
+    /// `Err` with the reason when the last write to the store failed.
+    pub fn ready(&self) -> Result<(), String> {
+        if self.journal.healthy() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the event store {} cannot be written",
+                self.journal.path().display()
+            ))
         }
     }
 }
@@ -211,6 +155,8 @@ fn write_loop(mut file: File, path: PathBuf, rx: mpsc::Receiver<ServiceEvent>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn event(db: &str, to: State) -> ServiceEvent {
         ServiceEvent::new(db, State::Creating, to, "p", 1, 1)

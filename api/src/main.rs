@@ -8,5 +8,10 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
+    // A file-size limit (RLIMIT_FSIZE) must fail the write with EFBIG, which
+    // the stores answer as a write error (503), not kill the process.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     pgplane::cli::main()
 }

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub transitions: IntCounterVec,
     pub backend_duration: HistogramVec,
     pub audit_records: IntCounterVec,
+    pub loki_push_dropped: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -63,6 +64,11 @@ impl Metrics {
             &["action", "outcome"],
         )
         .expect("valid metric");
+        let loki_push_dropped = prometheus::IntCounter::new(
+            "loki_push_dropped_total",
+            "Records dropped from a full Loki push buffer",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -71,6 +77,7 @@ impl Metrics {
             Box::new(transitions.clone()),
             Box::new(backend_duration.clone()),
             Box::new(audit_records.clone()),
+            Box::new(loki_push_dropped.clone()),
         ] {
             registry
                 .register(c)
@@ -88,6 +95,7 @@ impl Metrics {
             transitions,
             backend_duration,
             audit_records,
+            loki_push_dropped,
         }
     }
 

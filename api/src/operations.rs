@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde_json::Value;
 
+use crate::audit::{Audit, Draft};
 use crate::backend::{Backend, BackendError, DeleteOutcome};
 use crate::error::ApiError;
 use crate::events::EventQuery;
@@ -149,15 +150,37 @@ pub fn page(mut all: Vec<Database>, q: &ListQuery) -> Page {
     }
 }
 
+/// Creates a database. The audit record is written ahead once the request
+/// is known to be valid, and before the backend makes anything.
 pub async fn create(
     backend: &dyn Backend,
     limits: &Limits,
     body: &Value,
     owner: &str,
+    ahead: WriteAhead<'_>,
 ) -> Result<Database, ApiError> {
+    if let Some(name) = body.get("name").and_then(Value::as_str) {
+        if model::check_name(name).is_ok() {
+            ahead.draft.set_database(name);
+        }
+    }
     let spec = model::parse_create(body, limits).map_err(ApiError::Invalid)?;
     backend.validate(&spec).await?;
+    ahead.write(202).await?;
     Ok(backend.create(spec, owner).await?)
+}
+
+/// The audit record of the request, to write before changing anything.
+#[derive(Clone, Copy)]
+pub struct WriteAhead<'a> {
+    pub audit: &'a Audit,
+    pub draft: &'a Draft,
+}
+
+impl WriteAhead<'_> {
+    async fn write(&self, status: u16) -> Result<(), ApiError> {
+        Ok(self.draft.write_ahead(self.audit, status).await?)
+    }
 }
 
 /// Applies a merge patch. With `if_match`, the database must still be at
@@ -167,6 +190,7 @@ pub async fn update(
     name: &str,
     patch: &Value,
     if_match: Option<&str>,
+    ahead: WriteAhead<'_>,
 ) -> Result<(Database, serde_json::Map<String, Value>), ApiError> {
     for _ in 0..5 {
         let current = backend.get(name).await?;
@@ -183,6 +207,8 @@ pub async fn update(
             model::apply_patch(&spec, patch).map_err(|PatchErrors(e)| ApiError::Invalid(e))?;
         backend.validate(&next).await?;
         let changes = model::spec_changes(&spec, &next);
+        ahead.draft.set_changes(changes.clone());
+        ahead.write(202).await?;
         match backend.update(next, current.revision).await {
             Ok(db) => return Ok((db, changes)),
             Err(BackendError::RevisionMismatch { .. }) if if_match.is_none() => continue,
@@ -194,7 +220,19 @@ pub async fn update(
     )))
 }
 
-pub async fn delete(backend: &dyn Backend, name: &str) -> Result<DeleteOutcome, ApiError> {
+/// Deletes a database; a database that is gone already needs no record
+/// written ahead, since nothing changes.
+pub async fn delete(
+    backend: &dyn Backend,
+    name: &str,
+    ahead: WriteAhead<'_>,
+) -> Result<DeleteOutcome, ApiError> {
+    match backend.get(name).await {
+        Err(BackendError::NotFound(_)) => return Ok(DeleteOutcome::AlreadyGone),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    ahead.write(202).await?;
     Ok(backend.delete(name).await?)
 }
 

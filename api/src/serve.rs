@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::audit::{Audit, Loki};
 use crate::auth::{token::Tokens, users::Generated, Auth, Users};
 use crate::backend::kubernetes::{KubeBackend, KubeSettings};
 use crate::backend::local::{LocalBackend, PgError};
 use crate::backend::Backend;
-use crate::config::{BackendKind, LogFormat, Settings};
+use crate::config::{AuditStore, BackendKind, LogFormat, Settings};
 use crate::events::Events;
 use crate::http::{router, App};
 use crate::metrics::Metrics;
@@ -47,6 +48,24 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
     })?;
     let events = Events::open(&settings.data_dir, metrics.clone())
         .map_err(|e| StartError::Setting("PGPLANE_DATA_DIR", e.to_string()))?;
+    let loki = match &settings.loki {
+        None => None,
+        Some(l) => Some(
+            Loki::new(l, metrics.clone())
+                .map_err(|e| StartError::Setting("PGPLANE_LOKI_URL", e))?,
+        ),
+    };
+    if let Some(l) = loki
+        .as_ref()
+        .filter(|_| settings.loki.as_ref().is_some_and(|s| s.push))
+    {
+        events.push_to(l.clone());
+    }
+    let audit = match (&settings.audit_store, &loki) {
+        (AuditStore::Loki, Some(l)) => Audit::loki(l.clone(), metrics.clone()),
+        _ => Audit::local(&settings.data_dir, metrics.clone())
+            .map_err(|e| StartError::Setting("PGPLANE_DATA_DIR", e.to_string()))?,
+    };
     let (backend, postgres_versions): (Arc<dyn Backend>, Vec<u32>) = match settings.backend {
         BackendKind::Local => {
             let local = LocalBackend::start(
@@ -104,6 +123,8 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
         auth: Auth::new(users, Tokens::new(&secret, settings.token_ttl)),
         metrics,
         events,
+        audit: Arc::new(audit),
+        loki: loki.filter(|_| matches!(settings.audit_store, AuditStore::Loki)),
         limits: Limits { postgres_versions },
     });
     Ok(Built {

@@ -119,6 +119,12 @@ impl Auth {
     }
 
     /// The caller a bearer token stands for; the role is the user's current one.
+    /// Whether `username` names a user (for the audit trail, which keeps
+    /// only names that exist: an unknown name may be a mistyped password).
+    pub fn is_user(&self, username: &str) -> bool {
+        self.users.get(username).is_some()
+    }
+
     pub fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
         let claims = self
             .tokens

@@ -1,6 +1,7 @@
 //! `POST /auth/login` and `GET /auth/me`.
 
 use axum::extract::State;
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -8,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::extract::{ClientAddr, JsonBody};
 use super::AppState;
+use crate::audit::Draft;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Problem};
 use crate::model::FieldError;
@@ -49,11 +51,21 @@ pub struct Me {
     ))]
 pub async fn login(
     State(app): State<AppState>,
+    Extension(draft): Extension<Draft>,
     ClientAddr(from): ClientAddr,
     JsonBody(body): JsonBody,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let (username, password) = credentials_of(&body)?;
+    draft.set_caller(
+        if app.auth.is_user(username) {
+            username
+        } else {
+            UNKNOWN_USER
+        },
+        None,
+    );
     let login = app.auth.login(username, password, from).await?;
+    draft.set_caller(username, Some(login.role));
     tracing::info!(username, role = login.role.as_str(), "login");
     Ok(Json(TokenResponse {
         access_token: login.token,
@@ -61,6 +73,9 @@ pub async fn login(
         expires_in: app.auth.tokens.ttl.as_secs(),
     }))
 }
+
+/// The actor of a failed login whose username is no user's.
+pub const UNKNOWN_USER: &str = "(unknown user)";
 
 fn credentials_of(body: &Value) -> Result<(&str, &str), ApiError> {
     let mut errors = Vec::new();

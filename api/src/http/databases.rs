@@ -4,18 +4,20 @@ use axum::extract::{Path, State};
 use axum::http::header::{ETAG, IF_MATCH, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{JsonBody, MergePatch, QueryPairs};
 use super::AppState;
+use crate::audit::Draft;
 use crate::auth::{Caller, Role};
 use crate::backend::DeleteOutcome;
 use crate::error::{ApiError, Problem};
 use crate::events::ServiceEvent;
 use crate::model::{CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc};
-use crate::operations::{self, etag, ListQuery};
+use crate::operations::{self, etag, ListQuery, WriteAhead};
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct DatabaseList {
@@ -67,11 +69,23 @@ pub async fn list(
     ))]
 pub async fn create(
     State(app): State<AppState>,
+    Extension(draft): Extension<Draft>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Editor)?;
-    let db = operations::create(app.backend.as_ref(), &app.limits, &body, &caller.username).await?;
+    let ahead = WriteAhead {
+        audit: &app.audit,
+        draft: &draft,
+    };
+    let db = operations::create(
+        app.backend.as_ref(),
+        &app.limits,
+        &body,
+        &caller.username,
+        ahead,
+    )
+    .await?;
     tracing::info!(database = %db.name, "database create accepted");
     let location = format!("/api/v1/databases/{}", db.name);
     Ok((
@@ -119,6 +133,7 @@ pub async fn get(
     ))]
 pub async fn update(
     State(app): State<AppState>,
+    Extension(draft): Extension<Draft>,
     caller: Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -132,7 +147,12 @@ pub async fn update(
                 .map_err(|_| ApiError::BadRequest("If-Match is not text".into()))?,
         ),
     };
-    let (db, changes) = operations::update(app.backend.as_ref(), &name, &patch, if_match).await?;
+    let ahead = WriteAhead {
+        audit: &app.audit,
+        draft: &draft,
+    };
+    let (db, changes) =
+        operations::update(app.backend.as_ref(), &name, &patch, if_match, ahead).await?;
     tracing::info!(database = %db.name, changed = ?changes.keys().collect::<Vec<_>>(), "database update accepted");
     Ok((StatusCode::ACCEPTED, [(ETAG, etag(db.revision))], Json(db)).into_response())
 }
@@ -149,11 +169,16 @@ pub async fn update(
     ))]
 pub async fn delete(
     State(app): State<AppState>,
+    Extension(draft): Extension<Draft>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Editor)?;
-    match operations::delete(app.backend.as_ref(), &name).await? {
+    let ahead = WriteAhead {
+        audit: &app.audit,
+        draft: &draft,
+    };
+    match operations::delete(app.backend.as_ref(), &name, ahead).await? {
         DeleteOutcome::AlreadyGone => Ok(StatusCode::NO_CONTENT.into_response()),
         DeleteOutcome::Started => {
             tracing::info!(database = %name, "database delete accepted");
@@ -216,7 +241,13 @@ pub async fn events(
 ) -> Result<Json<EventList>, ApiError> {
     caller.require(Role::Viewer)?;
     let query = operations::event_query(&name, &pairs)?;
-    let items = app.events.query(&query);
+    let items = match &app.loki {
+        Some(loki) => loki
+            .events(&query)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+        None => app.events.query(&query),
+    };
     if items.is_empty() && !app.events.knows(&name) && app.backend.get(&name).await.is_err() {
         return Err(ApiError::NotFound(format!(
             "no database {name}, now or before"

@@ -38,6 +38,9 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
             })?;
         let caller = state.auth.authenticate(token)?;
+        if let Some(draft) = parts.extensions.get::<crate::audit::Draft>() {
+            draft.set_caller(&caller.username, Some(caller.role));
+        }
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

@@ -26,13 +26,19 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The backend can serve requests; names what cannot.
+/// The backend and the stores can serve requests; names what cannot.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let mut failing = Vec::new();
     if let Err(why) = app.backend.ready().await {
         failing.push(format!("backend: {why}"));
+    }
+    if let Err(why) = app.audit.ready().await {
+        failing.push(format!("audit store: {why}"));
+    }
+    if let Err(why) = app.events.ready() {
+        failing.push(format!("event store: {why}"));
     }
     let status = if failing.is_empty() {
         StatusCode::OK

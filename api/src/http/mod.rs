@@ -1,6 +1,7 @@
 //! The HTTP API: the router, the state handlers share, and the middleware
 //! that gives every request an id, a log line and its metrics.
 
+mod audit;
 mod auth;
 mod databases;
 pub mod extract;
@@ -19,6 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use tracing::Instrument;
 
+use crate::audit::{Audit, Loki};
 use crate::auth::Auth;
 use crate::backend::Backend;
 use crate::error::ApiError;
@@ -33,6 +35,9 @@ pub struct App {
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     pub events: Arc<Events>,
+    pub audit: Arc<Audit>,
+    /// Set when records are queried from Loki.
+    pub loki: Option<Arc<Loki>>,
     pub limits: Limits,
 }
 
@@ -57,6 +62,8 @@ pub fn router(app: AppState) -> Router {
             get(databases::credentials),
         )
         .route("/api/v1/databases/{name}/events", get(databases::events))
+        .route("/api/v1/databases/{name}/audit", get(audit::of_database))
+        .route("/api/v1/audit", get(audit::all))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/docs", get(openapi::docs_page))
         .route("/api/docs/swagger-ui-bundle.js", get(openapi::docs_js))
@@ -66,7 +73,9 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound("no such route".into()) });
+    // `observe` runs first (outermost), so the audit sees the request id.
     api.layer(middleware::from_fn_with_state(app.clone(), stale::mark))
+        .layer(middleware::from_fn_with_state(app.clone(), audit::audited))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal(

@@ -19,6 +19,8 @@ use utoipa::{Modify, OpenApi};
         super::databases::delete,
         super::databases::credentials,
         super::databases::events,
+        super::audit::of_database,
+        super::audit::all,
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,
@@ -28,6 +30,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Logging in"),
         (name = "databases", description = "PostgreSQL databases"),
+        (name = "audit", description = "Who did what, and whether it was allowed"),
         (name = "health", description = "Probes and metrics"),
     )
 )]

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod loki;
+pub mod served;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

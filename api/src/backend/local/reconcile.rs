@@ -243,6 +243,11 @@ async fn count_ready(entry: &Entry, record: &DatabaseRecord) -> u32 {
     let mut ready = 0;
     if server_status(&entry.paths.pgdata(primary.ordinal)) == ServerStatus::Ready {
         ready += 1;
+        // Each look is a new connection (a forked backend and a SCRAM
+        // exchange), twice per pass: skip it when no standby can stream.
+        if record.standbys().is_empty() {
+            return ready;
+        }
         let streaming = streaming_standbys(entry, record).await.unwrap_or_default();
         ready += record
             .standbys()

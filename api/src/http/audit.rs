@@ -1,0 +1,155 @@
+//! The audit routes, and the middleware that gives every audited request
+//! exactly one record: it opens a [`Draft`] before the handler runs and
+//! closes it with the status answered. When the record cannot be kept, the
+//! answer is replaced by a 503 (a handler that changes something has written
+//! the record ahead already, so it never gets that far with a broken store).
+
+use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::extract::{QueryPairs, RequestId};
+use super::AppState;
+use crate::audit::{Action, AuditError, AuditPage, AuditQuery, Cursor, Draft, Outcome};
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, Problem};
+use crate::model::FieldError;
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+/// The action a request is audited as, by method and route template.
+fn action_of(method: &Method, route: &str) -> Option<Action> {
+    Some(match (method.as_str(), route) {
+        ("POST", "/api/v1/auth/login") => Action::Login,
+        ("POST", "/api/v1/databases") => Action::Create,
+        ("PATCH", "/api/v1/databases/{name}") => Action::Update,
+        ("DELETE", "/api/v1/databases/{name}") => Action::Delete,
+        ("GET", "/api/v1/databases/{name}/credentials") => Action::CredentialsRead,
+        ("GET", "/api/v1/databases/{name}/audit" | "/api/v1/audit") => Action::AuditRead,
+        _ => return None,
+    })
+}
+
+pub async fn audited(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
+    let Some(action) = route.and_then(|r| action_of(req.method(), r)) else {
+        return next.run(req).await;
+    };
+    let names_database = route.is_some_and(|r| r.contains("{name}"));
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(String::new, |r| r.0.clone());
+    let source_ip = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |c| c.0.ip());
+    let draft = Draft::new(&request_id, source_ip, action);
+    // The database of /databases/{name}/..., known even when the request is
+    // refused before its handler runs.
+    if let Some(name) = req
+        .uri()
+        .path()
+        .split('/')
+        .nth(4)
+        .filter(|_| names_database)
+    {
+        if crate::model::check_name(name).is_ok() {
+            draft.set_database(name);
+        }
+    }
+    req.extensions_mut().insert(draft.clone());
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    // Reading the trail is recorded only when refused.
+    if action == Action::AuditRead && Outcome::of_status(status) != Outcome::Denied {
+        return response;
+    }
+    match draft.close(&app.audit, status).await {
+        Ok(()) => response,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Audit records of one database, newest first; also after it is deleted.
+#[utoipa::path(get, path = "/api/v1/databases/{name}/audit", tag = "audit", security(("bearer" = [])),
+    params(
+        ("name" = String, Path),
+        ("since" = Option<String>, Query, description = "RFC 3339 time; records at or after it", format = DateTime),
+        ("until" = Option<String>, Query, description = "RFC 3339 time; records before it", format = DateTime),
+        ("action" = Option<Action>, Query, description = "Only this action"),
+        ("actor" = Option<String>, Query, description = "Only this username", min_length = 1, max_length = 256),
+        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = AuditPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn of_database(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<AuditPage>, ApiError> {
+    caller.require(Role::Editor)?;
+    crate::model::check_name(&name)
+        .map_err(|why| ApiError::NotFound(format!("no database {name:?}: {why}")))?;
+    let query = AuditQuery::parse(&pairs, Some(&name))?;
+    answer(&app, &query).await
+}
+
+/// Every audit record, newest first (admins only).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])),
+    params(
+        ("since" = Option<String>, Query, description = "RFC 3339 time; records at or after it", format = DateTime),
+        ("until" = Option<String>, Query, description = "RFC 3339 time; records before it", format = DateTime),
+        ("action" = Option<Action>, Query, description = "Only this action"),
+        ("actor" = Option<String>, Query, description = "Only this username", min_length = 1, max_length = 256),
+        ("database" = Option<String>, Query, description = "Only this database"),
+        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = AuditPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn all(
+    State(app): State<AppState>,
+    caller: Caller,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<AuditPage>, ApiError> {
+    caller.require(Role::Admin)?;
+    let query = AuditQuery::parse(&pairs, None)?;
+    answer(&app, &query).await
+}
+
+async fn answer(app: &AppState, query: &AuditQuery) -> Result<Json<AuditPage>, ApiError> {
+    let foreign = match &query.cursor {
+        Some(Cursor::Local(_)) => app.audit.is_loki(),
+        Some(Cursor::Loki { .. }) => !app.audit.is_loki(),
+        None => false,
+    };
+    if foreign {
+        return Err(ApiError::Invalid(vec![FieldError::new(
+            "cursor",
+            "is not a cursor this API returned",
+        )]));
+    }
+    Ok(Json(app.audit.query(query).await?))
+}
