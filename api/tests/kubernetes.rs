@@ -605,6 +605,103 @@ async fn a_pgplane_restart_does_not_record_a_transition_again() {
     assert_eq!(event.type_.as_deref(), Some("Warning"));
 }
 
+/// The events of `name` over several pgplanes once there are `n` in all,
+/// oldest first; fails if there are ever more.
+async fn events_over(callers: &[&Caller<'_>], name: &str, n: usize) -> Vec<Value> {
+    let until = Instant::now() + STATE_DEADLINE;
+    loop {
+        let mut all = Vec::new();
+        let mut per = Vec::new();
+        for c in callers {
+            let (status, body) = c.get(&format!("/api/v1/databases/{name}/events")).await;
+            assert_eq!(status, 200, "{body}");
+            let items = body["items"].as_array().unwrap().clone();
+            per.push(
+                items
+                    .iter()
+                    .map(|e| format!("{} {}->{}", e["ts"], e["from"], e["to"]))
+                    .collect::<Vec<_>>(),
+            );
+            all.extend(items);
+        }
+        assert!(
+            all.len() <= n,
+            "more than {n} events, per pgplane: {per:#?}"
+        );
+        if all.len() == n {
+            all.sort_by(|a, b| a["ts"].as_str().cmp(&b["ts"].as_str()));
+            return all;
+        }
+        assert!(
+            Instant::now() < until,
+            "{} of {n} events: {all:#?}",
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_record_each_transition_once_and_a_new_pgplane_none_again() {
+    let kube = KubeServer::start().await;
+    let one = serve_ready(&kube, "admin").await;
+    let two = serve_ready(&kube, "admin").await;
+    let (a, b) = (one.as_user("editor").await, two.as_user("editor").await);
+    let (status, _) = a
+        .post(
+            "/api/v1/databases",
+            json!({"name": "orders", "instances": 2}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let steps = [
+        (HEALTHY, 2, "healthy"),
+        ("Waiting for the instances to become active", 1, "degraded"),
+        (HEALTHY, 2, "healthy"),
+        ("Failing over", 1, "failing_over"),
+        (HEALTHY, 2, "healthy"),
+    ];
+    for (phase, ready, state) in steps {
+        kube.play_status("orders", phase, ready, 2).await;
+        one.wait_state(&a, "orders", state, STATE_DEADLINE).await;
+        two.wait_state(&b, "orders", state, STATE_DEADLINE).await;
+    }
+    let all = events_over(&[&a, &b], "orders", steps.len()).await;
+    assert_eq!(
+        transitions(&all),
+        pairs(&[
+            ("creating", "healthy"),
+            ("healthy", "degraded"),
+            ("degraded", "healthy"),
+            ("healthy", "failing_over"),
+            ("failing_over", "healthy"),
+        ])
+    );
+    let raw = raw_cluster(&kube, "orders").await.unwrap();
+    assert_eq!(
+        raw["metadata"]["annotations"]["pgplane.io/recorded-state"],
+        "healthy/5"
+    );
+
+    // A third pgplane, with an empty data directory: nothing recorded again,
+    // and the next transition once over the three.
+    let three = serve_ready(&kube, "admin").await;
+    let c = three.as_user("editor").await;
+    let (_, listed) = c.get("/api/v1/databases/orders/events").await;
+    assert_eq!(listed["items"], json!([]));
+    kube.play_status("orders", "Waiting for the instances to become active", 1, 2)
+        .await;
+    for (app, caller) in [(&one, &a), (&two, &b), (&three, &c)] {
+        app.wait_state(caller, "orders", "degraded", STATE_DEADLINE)
+            .await;
+    }
+    let all = events_over(&[&a, &b, &c], "orders", steps.len() + 1).await;
+    assert_eq!(
+        transitions(&all[steps.len()..]),
+        pairs(&[("healthy", "degraded")])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_the_api_server_rejects_is_422_and_nothing_is_done() {
     let kube = KubeServer::start().await;

@@ -28,6 +28,13 @@ pub const OWNER: &str = "pgplane.io/owner";
 pub const REVISION: &str = "pgplane.io/revision";
 /// When pgplane last changed the spec.
 pub const UPDATED_AT: &str = "pgplane.io/updated-at";
+/// The state whose transition was last recorded and the count of recorded
+/// transitions, as `healthy/4`, written by the watcher (field manager
+/// `pgplane-watcher`) with the Cluster's resourceVersion as precondition: of
+/// several pgplane replicas, or a pgplane restarted without its data
+/// directory, exactly one records each transition. The count tells a claim
+/// made since from the same state seen earlier (healthy, degraded, healthy).
+pub const RECORDED_STATE: &str = "pgplane.io/recorded-state";
 /// The PostgreSQL images CNPG publishes, tagged by major version.
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/cloudnative-pg/postgresql";
 /// The database and role `bootstrap.initdb` makes; the `-app` Secret is theirs.
@@ -212,6 +219,19 @@ pub fn revision_of(cluster: &Cluster) -> u64 {
     annotation(cluster, REVISION)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
+}
+
+/// The state last recorded for this Cluster and the count of recorded
+/// transitions (see [`RECORDED_STATE`]).
+pub fn recorded_state_of(cluster: &Cluster) -> Option<(State, u64)> {
+    let (state, count) = annotation(cluster, RECORDED_STATE)?.split_once('/')?;
+    let state = State::ALL.into_iter().find(|s| s.as_str() == state)?;
+    Some((state, count.parse().ok()?))
+}
+
+/// The value of [`RECORDED_STATE`] for `state` after `count` transitions.
+pub fn recorded_value(state: State, count: u64) -> String {
+    format!("{}/{count}", state.as_str())
 }
 
 /// The owner recorded on the Cluster.

@@ -24,10 +24,10 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "postgresql.cnpg.io",
         resource: "clusters",
-        // get: the live check of a name before create, and of the revision
-        // when an apply meets a newer object; list, watch: the cache;
-        // create, patch: server-side apply (create when the Cluster is new);
-        // delete.
+        // get: the live check of a name before create, and a read back when
+        // a write meets a newer object; list, watch: the cache; create,
+        // patch: server-side apply (create when the Cluster is new), and
+        // the recorded-state annotation of the watcher; delete.
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
         why: "one CNPG Cluster per database: watch-fed cache, server-side apply, delete",
     },

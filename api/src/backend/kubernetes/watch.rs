@@ -8,8 +8,14 @@
 //! Transitions are found by comparing states, not by counting watch
 //! events, so a restarted watch (410 Gone and a new list, a dropped
 //! connection, an API server restart) can neither lose a transition whose
-//! result it sees nor record one twice; a restart of pgplane starts from
-//! the state last recorded in the event store.
+//! result it sees nor record one twice. The state last recorded is kept on
+//! the Cluster itself (annotation `pgplane.io/recorded-state`), claimed with
+//! the Cluster's resourceVersion as precondition before the event is
+//! recorded: of several replicas of pgplane, one records each transition,
+//! and a restarted pgplane (even without its data directory) starts from
+//! there. The transition is recorded by this process when the claim cannot
+//! be written (no permission, server gone): a duplicate is preferred to a
+//! loss.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::{self, watcher, Event};
@@ -34,6 +41,8 @@ pub const PHASE_DELETING: &str = "Deleting";
 pub const PHASE_DELETED: &str = "Deleted";
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The field manager of the recorded-state annotation.
+pub const WATCHER_MANAGER: &str = "pgplane-watcher";
 
 /// What the watcher last saw of one database.
 #[derive(Debug, Clone)]
@@ -65,7 +74,7 @@ pub async fn clusters(
 ) {
     let api: Api<Cluster> = Api::namespaced(client.clone(), &shared.namespace);
     let config = watcher::Config::default().labels(cluster::MANAGED_SELECTOR);
-    let mut stream = watcher(api, config).boxed();
+    let mut stream = watcher(api.clone(), config).boxed();
     let mut listed: Option<HashSet<String>> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -80,7 +89,7 @@ pub async fn clusters(
                         if let Some(names) = listed.as_mut() {
                             names.insert(c.name_any());
                         }
-                        observe(&shared, &recorder, &c, true);
+                        observe(&shared, &recorder, &api, &c, true).await;
                     }
                     Event::InitDone => {
                         // What the new list lacks went away while the watch was down.
@@ -99,7 +108,7 @@ pub async fn clusters(
                         shared.refresh_counts();
                         shared.set_synced(Feed::Clusters);
                     }
-                    Event::Apply(c) => observe(&shared, &recorder, &c, false),
+                    Event::Apply(c) => observe(&shared, &recorder, &api, &c, false).await,
                     Event::Delete(c) => gone(&shared, &recorder, &c.name_any(), Some(&c)),
                 }
                 shared.changed.send_modify(|n| *n += 1);
@@ -174,7 +183,13 @@ pub fn next_backoff(current: Duration) -> Duration {
 
 /// Derives the state of a Cluster the watch delivered and records a
 /// transition when it differs from the one last recorded.
-fn observe(shared: &Shared, recorder: &Recorder, c: &Cluster, initial: bool) {
+async fn observe(
+    shared: &Shared,
+    recorder: &Recorder,
+    api: &Api<Cluster>,
+    c: &Cluster,
+    initial: bool,
+) {
     let name = c.name_any();
     let phase_text = cluster::phase_of(c);
     let ready_condition = c.status.as_ref().is_some_and(|s| {
@@ -183,13 +198,20 @@ fn observe(shared: &Shared, recorder: &Recorder, c: &Cluster, initial: bool) {
             .any(|k| k.kind == "Ready" && k.status == "True")
     });
     let deleting = cluster::is_deleting(c);
-    let transition = {
+    let recorded = cluster::recorded_state_of(c);
+    let (prev, state, phase, entry) = {
         let mut observed = shared.observed.write().expect("not poisoned");
-        // Before this process saw the database: the state last recorded.
-        let (prev, created) = match observed.get(&name) {
-            Some(o) if !o.gone => (Some(o.state), o.created),
-            Some(_) => (None, false),
-            None => match shared.events.last_state(&name) {
+        let remembered = match observed.get(&name) {
+            Some(o) if !o.gone => Some((o.state, o.created)),
+            _ => None,
+        };
+        // The state last recorded: on the Cluster, else in memory, else in
+        // the event store (a Cluster never claimed, pgplane restarted).
+        let (prev, created) = match (recorded.map(|(s, _)| s), remembered) {
+            (Some(s), Some((_, created))) => (Some(s), created || s != State::Creating),
+            (Some(s), None) => (Some(s), s != State::Creating || ready_condition),
+            (None, Some((s, created))) => (Some(s), created),
+            (None, None) => match shared.events.last_state(&name) {
                 // A database deleted before, now made again: a new life.
                 Some(State::Deleting) | None => (None, ready_condition),
                 Some(s) => (Some(s), s != State::Creating || ready_condition),
@@ -213,18 +235,70 @@ fn observe(shared: &Shared, recorder: &Recorder, c: &Cluster, initial: bool) {
             created: created || state == State::Healthy,
             gone: false,
         };
-        let event = prev.filter(|p| *p != state).map(|from| {
-            ServiceEvent::new(&name, from, state, &phase, entry.ready, entry.instances)
-        });
-        observed.insert(name.clone(), entry);
-        event
+        observed.insert(name.clone(), entry.clone());
+        (prev, state, phase, entry)
     };
-    if let Some(event) = transition {
-        record(shared, recorder, event, Some(c));
-    }
     if !initial {
         shared.refresh_counts();
     }
+    let Some(from) = prev.filter(|p| *p != state) else {
+        return;
+    };
+    if claim(api, c, recorded, state).await {
+        let event = ServiceEvent::new(&name, from, state, &phase, entry.ready, entry.instances);
+        record(shared, recorder, event, Some(c));
+    }
+}
+
+/// Writes `state` as the recorded state of the Cluster if nobody recorded
+/// anything since `recorded` (the value this process saw). `true`: this
+/// process records the transition.
+async fn claim(
+    api: &Api<Cluster>,
+    c: &Cluster,
+    recorded: Option<(State, u64)>,
+    state: State,
+) -> bool {
+    let name = c.name_any();
+    let params = PatchParams {
+        field_manager: Some(WATCHER_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let mut version = c.metadata.resource_version.clone();
+    for _ in 0..5 {
+        let patch = serde_json::json!({"metadata": {
+            "resourceVersion": version,
+            "annotations": {cluster::RECORDED_STATE: cluster::recorded_value(
+                state,
+                recorded.map_or(1, |(_, n)| n + 1),
+            )},
+        }});
+        match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => return true,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // Changed since: by CNPG (claim again on the new version),
+                // or by another pgplane that recorded it (leave it).
+                match api.get_opt(&name).await {
+                    Ok(Some(live)) if cluster::recorded_state_of(&live) == recorded => {
+                        version = live.metadata.resource_version.clone();
+                    }
+                    Ok(Some(_)) => return false,
+                    Ok(None) => return false,
+                    Err(e) => {
+                        tracing::warn!(database = %name, error = %e, "cannot read the Cluster back to claim a transition; recording it here");
+                        return true;
+                    }
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => return false,
+            Err(e) => {
+                tracing::warn!(database = %name, error = %e, "cannot write the recorded state on the Cluster; recording the transition here");
+                return true;
+            }
+        }
+    }
+    tracing::warn!(database = %name, "the Cluster kept changing while a transition was claimed; recording it here");
+    true
 }
 
 /// A Cluster left the watch (deleted, or no longer labelled as pgplane's).
