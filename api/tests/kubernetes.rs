@@ -490,6 +490,10 @@ async fn reads_page_and_filter_from_the_cache_without_asking_the_api_server() {
     );
 }
 
+/// The restart drops the watch connection (connect errors while the server
+/// is down) and then, on this server, the resumed watch is refused with 410
+/// "too old resource version" and lists again: both restart paths of the
+/// watch are taken (seen with a debug print in the watch loop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_server_restart_mid_watch_loses_and_repeats_no_transition() {
     let mut kube = KubeServer::start().await;
