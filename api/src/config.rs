@@ -17,7 +17,7 @@ pub struct ServeArgs {
     /// Address to serve the API on.
     #[arg(long, env = "PGPLANE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Which backend runs the databases: local.
+    /// Which backend runs the databases: local or kubernetes.
     #[arg(long, env = "PGPLANE_BACKEND", default_value = "local")]
     pub backend: String,
     /// Where the local backend keeps databases, and where generated secrets are kept.
@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Kubernetes namespace of the databases (kubernetes backend).
     #[arg(long, env = "PGPLANE_NAMESPACE", default_value = "databases")]
     pub namespace: String,
+    /// Kubeconfig file of the kubernetes backend (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long, env = "PGPLANE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     /// Directory of the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup).
     #[arg(long, env = "PGPLANE_PG_BINDIR")]
     pub pg_bindir: Option<PathBuf>,
@@ -80,6 +83,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     Local,
+    Kubernetes,
 }
 
 /// Where audit records are kept, and where records are queried from.
@@ -119,6 +123,7 @@ pub struct Settings {
     pub backend: BackendKind,
     pub data_dir: PathBuf,
     pub namespace: String,
+    pub kubeconfig: Option<PathBuf>,
     pub pg_bindir: Option<PathBuf>,
     pub pg_user: String,
     /// `None`: whatever major the local PostgreSQL binaries are.
@@ -158,12 +163,7 @@ impl Settings {
         })?;
         let backend = match args.backend.as_str() {
             "local" => BackendKind::Local,
-            "kubernetes" => {
-                return Err(bad(
-                    "PGPLANE_BACKEND",
-                    "the kubernetes backend is not part of this build yet; use local",
-                ))
-            }
+            "kubernetes" => BackendKind::Kubernetes,
             other => {
                 return Err(bad(
                     "PGPLANE_BACKEND",
@@ -208,25 +208,31 @@ impl Settings {
                     format!("{:?} is not a positive integer", args.max_instances),
                 )
             })?;
-        let jwt_secret = match (args.jwt_secret, args.jwt_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "PGPLANE_JWT_SECRET",
-                    "set either PGPLANE_JWT_SECRET or PGPLANE_JWT_SECRET_FILE, not both",
-                ))
-            }
-            (Some(s), None) => {
-                if s.len() < 32 {
+        let jwt_secret =
+            match (args.jwt_secret, args.jwt_secret_file) {
+                (Some(_), Some(_)) => {
                     return Err(bad(
                         "PGPLANE_JWT_SECRET",
-                        format!("must be at least 32 bytes (got {})", s.len()),
-                    ));
+                        "set either PGPLANE_JWT_SECRET or PGPLANE_JWT_SECRET_FILE, not both",
+                    ))
                 }
-                JwtSecretSource::Value(Secret::new(s))
-            }
-            (None, Some(path)) => JwtSecretSource::File(path),
-            (None, None) => JwtSecretSource::Generated,
-        };
+                (Some(s), None) => {
+                    if s.len() < 32 {
+                        return Err(bad(
+                            "PGPLANE_JWT_SECRET",
+                            format!("must be at least 32 bytes (got {})", s.len()),
+                        ));
+                    }
+                    JwtSecretSource::Value(Secret::new(s))
+                }
+                (None, Some(path)) => JwtSecretSource::File(path),
+                // Replicas must accept each other's tokens: no secret per pod.
+                (None, None) if backend == BackendKind::Kubernetes => return Err(bad(
+                    "PGPLANE_JWT_SECRET",
+                    "is required with the kubernetes backend (set it or PGPLANE_JWT_SECRET_FILE)",
+                )),
+                (None, None) => JwtSecretSource::Generated,
+            };
         let token_ttl = parse_duration(&args.token_ttl)
             .filter(|d| (Duration::from_secs(60)..=Duration::from_secs(7 * 24 * 3600)).contains(d))
             .ok_or_else(|| {
@@ -339,6 +345,7 @@ impl Settings {
             backend,
             data_dir: args.data_dir,
             namespace: args.namespace,
+            kubeconfig: args.kubeconfig,
             pg_bindir: args.pg_bindir,
             pg_user: args.pg_user,
             postgres_versions,
@@ -353,7 +360,7 @@ impl Settings {
     }
 }
 
-fn parse_versions(text: &str) -> Result<Vec<u32>, String> {
+pub fn parse_versions(text: &str) -> Result<Vec<u32>, String> {
     let mut versions = text
         .split(',')
         .map(|v| {
@@ -429,6 +436,7 @@ mod tests {
             (&["--pg-bindir", "/nonexistent"], "PGPLANE_PG_BINDIR"),
             (&["--namespace", "Bad_NS"], "PGPLANE_NAMESPACE"),
             (&["--admin-password", "short"], "PGPLANE_ADMIN_PASSWORD"),
+            (&["--backend", "kubernetes"], "PGPLANE_JWT_SECRET"),
             (&["--audit-store", "s3"], "PGPLANE_AUDIT_STORE"),
             (&["--audit-store", "loki"], "PGPLANE_LOKI_URL"),
             (&["--loki-push", "true"], "PGPLANE_LOKI_URL"),

@@ -39,6 +39,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Unavailable(String),
+    /// The backend refused the change (admission, quota, schema): its words.
+    #[error("{0}")]
+    Rejected(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Rejected(_) => "rejected",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -164,6 +169,7 @@ impl From<BackendError> for ApiError {
             BackendError::QuotaExceeded(m) => ApiError::QuotaExceeded(m),
             BackendError::Busy(m) => ApiError::Conflict(m),
             BackendError::Unavailable(m) => ApiError::Unavailable(m),
+            BackendError::Rejected(m) => ApiError::Rejected(m),
             BackendError::Internal(m) => ApiError::Internal(m),
         }
     }

@@ -126,7 +126,8 @@ pub fn parse_time(
     }
 }
 
-fn encode_cursor(name: &str) -> String {
+/// The cursor of the page that ends with `name`.
+pub fn encode_cursor(name: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name)
 }
 

@@ -6,12 +6,18 @@ use std::sync::Arc;
 
 use crate::audit::{Audit, Loki};
 use crate::auth::{token::Tokens, users::Generated, Auth, Users};
+use crate::backend::kubernetes::{KubeBackend, KubeSettings};
 use crate::backend::local::{LocalBackend, PgError};
+use crate::backend::Backend;
 use crate::config::{AuditStore, BackendKind, LogFormat, Settings};
 use crate::events::Events;
 use crate::http::{router, App};
 use crate::metrics::Metrics;
 use crate::model::Limits;
+
+/// The majors offered on Kubernetes when `PGPLANE_POSTGRES_VERSIONS` is
+/// unset: those CloudNativePG 1.30 supports that upstream still maintains.
+pub const KUBERNETES_POSTGRES_VERSIONS: &[u32] = &[14, 15, 16, 17, 18];
 
 /// Why start-up stopped: one line naming the setting or resource at fault.
 #[derive(Debug, thiserror::Error)]
@@ -20,14 +26,14 @@ pub enum StartError {
     Setting(&'static str, String),
     #[error("{0}")]
     Serve(std::io::Error),
-    #[error("the local backend cannot start: {0}")]
-    Backend(String),
+    #[error("the {0} backend cannot start: {1}")]
+    Backend(&'static str, String),
 }
 
 /// A built application, ready to serve.
 pub struct Built {
     pub router: axum::Router,
-    pub backend: Arc<LocalBackend>,
+    pub backend: Arc<dyn Backend>,
     /// The bootstrap admin's password, when this start generated it.
     pub generated_admin: Option<Generated>,
 }
@@ -58,37 +64,58 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
         _ => Audit::local(&settings.data_dir, metrics.clone())
             .map_err(|e| StartError::Setting("PGPLANE_DATA_DIR", e.to_string()))?,
     };
-    let backend = match settings.backend {
-        BackendKind::Local => LocalBackend::start(
-            &settings.data_dir,
-            settings.pg_bindir.as_deref(),
-            &settings.pg_user,
-            settings.max_instances,
-            metrics.clone(),
-            events.clone(),
-        )
-        .await
-        .map_err(|e| match e {
-            PgError::Setting { var, reason } => StartError::Setting(var, reason),
-            other => StartError::Backend(other.to_string()),
-        })?,
-    };
-    let installed = backend.postgres_major();
-    let postgres_versions = match &settings.postgres_versions {
-        None => vec![installed],
-        Some(v) if v == &[installed] => v.clone(),
-        Some(v) => {
-            return Err(StartError::Setting(
-                "PGPLANE_POSTGRES_VERSIONS",
-                format!("the local backend offers only the installed major {installed}, not {v:?}"),
-            ))
+    let (backend, postgres_versions): (Arc<dyn Backend>, Vec<u32>) = match settings.backend {
+        BackendKind::Local => {
+            let local = LocalBackend::start(
+                &settings.data_dir,
+                settings.pg_bindir.as_deref(),
+                &settings.pg_user,
+                settings.max_instances,
+                metrics.clone(),
+                events.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                PgError::Setting { var, reason } => StartError::Setting(var, reason),
+                other => StartError::Backend("local", other.to_string()),
+            })?;
+            let installed = local.postgres_major();
+            let versions = match &settings.postgres_versions {
+                None => vec![installed],
+                Some(v) if v == &[installed] => v.clone(),
+                Some(v) => {
+                    return Err(StartError::Setting(
+                        "PGPLANE_POSTGRES_VERSIONS",
+                        format!(
+                        "the local backend offers only the installed major {installed}, not {v:?}"
+                    ),
+                    ))
+                }
+            };
+            (Arc::new(local), versions)
+        }
+        BackendKind::Kubernetes => {
+            let kube = KubeBackend::start(
+                &KubeSettings {
+                    namespace: settings.namespace.clone(),
+                    kubeconfig: settings.kubeconfig.clone(),
+                },
+                metrics.clone(),
+                events.clone(),
+            )
+            .await
+            .map_err(|e| StartError::Setting(e.var, e.reason))?;
+            let versions = settings
+                .postgres_versions
+                .clone()
+                .unwrap_or_else(|| KUBERNETES_POSTGRES_VERSIONS.to_vec());
+            (Arc::new(kube), versions)
         }
     };
     let secret = Tokens::load_secret(&settings.jwt_secret, &settings.data_dir)
         .map_err(|e| StartError::Setting("PGPLANE_JWT_SECRET_FILE", e.to_string()))?;
     let (users, generated_admin) = Users::load(&settings.users, &settings.data_dir)
         .map_err(|e| StartError::Setting("PGPLANE_USERS_FILE", e.to_string()))?;
-    let backend = Arc::new(backend);
     let app = Arc::new(App {
         backend: backend.clone(),
         auth: Auth::new(users, Tokens::new(&secret, settings.token_ttl)),
@@ -134,7 +161,12 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         .await
         .map_err(StartError::Serve)?;
     built.backend.shutdown();
-    tracing::info!("pgplane stopped; the PostgreSQL servers keep running");
+    match settings.backend {
+        BackendKind::Local => {
+            tracing::info!("pgplane stopped; the PostgreSQL servers keep running")
+        }
+        BackendKind::Kubernetes => tracing::info!("pgplane stopped; the Clusters keep running"),
+    }
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! From what a backend observes to the states of DESIGN.md, as pure
-//! functions: the watcher calls them, tests call them with tables.
+//! functions: the watchers call them, tests call them with tables. The
+//! local backend observes processes ([`local_state`]); the kubernetes
+//! backend reads CloudNativePG's phase text ([`cnpg_state`]).
 
 use crate::model::State;
 
@@ -70,6 +72,123 @@ pub fn local_state(o: &LocalObservation) -> (State, &'static str) {
                 )
             }
         }
+    }
+}
+
+/// Every phase text of CloudNativePG v1.30 (`api/v1/cluster_types.go`,
+/// the `Phase*` constants) with the state it means. Two texts of older
+/// releases are kept, so an operator not yet upgraded is still understood.
+pub const CNPG_PHASES: &[(&str, CnpgPhase)] = &[
+    ("Setting up primary", CnpgPhase::Bootstrap),
+    ("Creating a new replica", CnpgPhase::AddingReplica),
+    (
+        "Waiting for the instances to become active",
+        CnpgPhase::WaitingForInstances,
+    ),
+    ("Cluster in healthy state", CnpgPhase::Is(State::Healthy)),
+    ("Switchover in progress", CnpgPhase::Is(State::FailingOver)),
+    ("Failing over", CnpgPhase::Is(State::FailingOver)),
+    ("Upgrading cluster", CnpgPhase::Is(State::Updating)),
+    (
+        "Upgrading Postgres major version",
+        CnpgPhase::Is(State::Updating),
+    ),
+    ("Cluster upgrade delayed", CnpgPhase::Is(State::Updating)),
+    ("Online upgrade in progress", CnpgPhase::Is(State::Updating)),
+    ("Applying configuration", CnpgPhase::Is(State::Updating)),
+    (
+        "Primary instance is being restarted in-place",
+        CnpgPhase::Is(State::Updating),
+    ),
+    (
+        "Primary instance is being restarted without a switchover",
+        CnpgPhase::Is(State::Updating),
+    ),
+    // A supervised update waits for someone to promote or restart.
+    ("Waiting for user action", CnpgPhase::Is(State::Updating)),
+    (
+        "Promoting to primary cluster",
+        CnpgPhase::Is(State::Updating),
+    ),
+    (
+        "Cluster is unrecoverable and needs manual intervention",
+        CnpgPhase::Is(State::Failed),
+    ),
+    (
+        "Cluster cannot proceed to reconciliation due to an unknown plugin being required",
+        CnpgPhase::Is(State::Failed),
+    ),
+    (
+        "Cluster cannot proceed to reconciliation due to an error while interacting with plugins",
+        CnpgPhase::Is(State::Failed),
+    ),
+    (
+        "Cluster has incomplete or invalid image catalog",
+        CnpgPhase::Is(State::Failed),
+    ),
+    (
+        "Cluster cannot execute instance online upgrade due to missing architecture binary",
+        CnpgPhase::Is(State::Failed),
+    ),
+    (
+        "Unable to create required cluster objects",
+        CnpgPhase::Is(State::Failed),
+    ),
+    // Texts of releases before 1.25.
+    (
+        "Cluster is in an unrecoverable state, needs manual intervention",
+        CnpgPhase::Is(State::Failed),
+    ),
+    (
+        "Cluster cannot proceed to reconciliation due to an unknown image catalog error",
+        CnpgPhase::Is(State::Failed),
+    ),
+];
+
+/// What a CNPG phase says; three depend on whether the database has been
+/// ready once (its `creating` is over), as with the local backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CnpgPhase {
+    Bootstrap,
+    /// `creating` while the database is first made, `scaling` after.
+    AddingReplica,
+    /// `creating` while the database is first made, `degraded` after.
+    WaitingForInstances,
+    Is(State),
+}
+
+/// One look at a CNPG Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CnpgObservation<'a> {
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// `status.phase`, "" before the operator wrote a status.
+    pub phase: &'a str,
+    /// The database left `creating` before (it was healthy once).
+    pub created: bool,
+}
+
+/// The state of a CNPG Cluster. Deletion wins; no status yet is
+/// `creating`; a phase text this version does not know is `unknown` (the
+/// API shows the text itself as `phase`).
+pub fn cnpg_state(o: &CnpgObservation) -> State {
+    if o.deleting {
+        return State::Deleting;
+    }
+    if o.phase.is_empty() {
+        return State::Creating;
+    }
+    let Some((_, meaning)) = CNPG_PHASES.iter().find(|(text, _)| *text == o.phase) else {
+        return State::Unknown;
+    };
+    match (meaning, o.created) {
+        (CnpgPhase::Bootstrap, _) => State::Creating,
+        (CnpgPhase::AddingReplica, false) | (CnpgPhase::WaitingForInstances, false) => {
+            State::Creating
+        }
+        (CnpgPhase::AddingReplica, true) => State::Scaling,
+        (CnpgPhase::WaitingForInstances, true) => State::Degraded,
+        (CnpgPhase::Is(s), _) => *s,
     }
 }
 
@@ -163,5 +282,102 @@ mod tests {
             local_state(&obs(false, true, Some(AddingStandbys), 0, 2, 1)).1,
             "Creating a new replica"
         );
+    }
+
+    #[test]
+    fn cnpg_phases_table() {
+        let o = |phase, created, deleting| CnpgObservation {
+            deleting,
+            phase,
+            created,
+        };
+        let table = [
+            (o("", false, false), State::Creating),
+            (o("Setting up primary", false, false), State::Creating),
+            (o("Creating a new replica", false, false), State::Creating),
+            (o("Creating a new replica", true, false), State::Scaling),
+            (
+                o("Waiting for the instances to become active", false, false),
+                State::Creating,
+            ),
+            (
+                o("Waiting for the instances to become active", true, false),
+                State::Degraded,
+            ),
+            (o("Cluster in healthy state", false, false), State::Healthy),
+            (o("Cluster in healthy state", true, false), State::Healthy),
+            (o("Failing over", true, false), State::FailingOver),
+            (o("Switchover in progress", true, false), State::FailingOver),
+            (o("Upgrading cluster", true, false), State::Updating),
+            (o("Applying configuration", true, false), State::Updating),
+            (
+                o("Upgrading Postgres major version", true, false),
+                State::Updating,
+            ),
+            (
+                o(
+                    "Cluster is unrecoverable and needs manual intervention",
+                    true,
+                    false,
+                ),
+                State::Failed,
+            ),
+            (
+                o("Unable to create required cluster objects", false, false),
+                State::Failed,
+            ),
+            (o("Cluster in healthy state", true, true), State::Deleting),
+            (o("", false, true), State::Deleting),
+            (o("Something new in CNPG 2.0", true, false), State::Unknown),
+            (o("cluster in healthy state", true, false), State::Unknown),
+            (o("Cluster in healthy state ", true, false), State::Unknown),
+        ];
+        for (obs, want) in table {
+            assert_eq!(cnpg_state(&obs), want, "{obs:?}");
+        }
+    }
+
+    #[test]
+    fn every_cnpg_phase_is_mapped_once_and_none_is_unknown() {
+        let mut texts: Vec<&str> = CNPG_PHASES.iter().map(|(t, _)| *t).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(
+            texts.len(),
+            CNPG_PHASES.len(),
+            "a phase text is listed twice"
+        );
+        for (text, _) in CNPG_PHASES {
+            for created in [false, true] {
+                let s = cnpg_state(&CnpgObservation {
+                    deleting: false,
+                    phase: text,
+                    created,
+                });
+                assert_ne!(s, State::Unknown, "{text}");
+            }
+        }
+        // The examples of DESIGN.md "States".
+        let design = [
+            ("Setting up primary", State::Creating),
+            ("Creating a new replica", State::Scaling),
+            ("Cluster in healthy state", State::Healthy),
+            ("Failing over", State::FailingOver),
+            ("Switchover in progress", State::FailingOver),
+            ("Upgrading cluster", State::Updating),
+            ("Applying configuration", State::Updating),
+            (
+                "Cluster is unrecoverable and needs manual intervention",
+                State::Failed,
+            ),
+        ];
+        for (text, want) in design {
+            let got = cnpg_state(&CnpgObservation {
+                deleting: false,
+                phase: text,
+                created: true,
+            });
+            assert_eq!(got, want, "{text}");
+        }
     }
 }

@@ -3,11 +3,13 @@
 //! operations in [`crate::operations`] see only this trait; Kubernetes types
 //! and PostgreSQL processes stay behind it.
 
+pub mod kubernetes;
 pub mod local;
 
 use async_trait::async_trait;
 
 use crate::model::{Credentials, Database, DatabaseSpec, FieldError};
+use crate::operations::{ListQuery, Page};
 
 /// What a backend operation can fail with.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,6 +29,10 @@ pub enum BackendError {
     Busy(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The backend's own system refused the change (for Kubernetes:
+    /// admission, quota or schema); the text is its message.
+    #[error("{0}")]
+    Rejected(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -44,6 +50,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<Database>, BackendError>;
 
     async fn get(&self, name: &str) -> Result<Database, BackendError>;
+
+    /// One page of the databases a query selects, sorted by name. A backend
+    /// with many databases in memory can avoid building every one per page.
+    async fn page(&self, query: &ListQuery) -> Result<Page, BackendError> {
+        Ok(crate::operations::page(self.list().await?, query))
+    }
 
     /// Checks what only this backend can judge (for example that a parameter
     /// exists in its PostgreSQL); the pure rules of [`crate::model`] have run.
@@ -68,4 +80,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// `Err(reason)` when the backend cannot serve requests.
     async fn ready(&self) -> Result<(), String>;
+
+    /// `Some(reason)` while reads are served from a cache that may be
+    /// behind (the kubernetes backend when the API server is unreachable).
+    fn stale(&self) -> Option<String> {
+        None
+    }
+
+    /// Stops the backend's background work (on shutdown, and in tests).
+    fn shutdown(&self) {}
 }

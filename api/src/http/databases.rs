@@ -46,7 +46,7 @@ pub async fn list(
 ) -> Result<Json<DatabaseList>, ApiError> {
     caller.require(Role::Viewer)?;
     let query = ListQuery::parse(&pairs)?;
-    let page = operations::page(app.backend.list().await?, &query);
+    let page = app.backend.page(&query).await?;
     Ok(Json(DatabaseList {
         items: page.items,
         next_cursor: page.next_cursor,

@@ -7,6 +7,7 @@ mod databases;
 pub mod extract;
 mod health;
 pub mod openapi;
+mod stale;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,7 +74,8 @@ pub fn router(app: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound("no such route".into()) });
     // `observe` runs first (outermost), so the audit sees the request id.
-    api.layer(middleware::from_fn_with_state(app.clone(), audit::audited))
+    api.layer(middleware::from_fn_with_state(app.clone(), stale::mark))
+        .layer(middleware::from_fn_with_state(app.clone(), audit::audited))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal(

@@ -32,7 +32,7 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
-    backend: std::sync::Arc<pgplane::backend::local::LocalBackend>,
+    backend: std::sync::Arc<dyn pgplane::backend::Backend>,
     server: tokio::task::JoinHandle<()>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -83,8 +83,31 @@ impl TestApp {
 
     /// Stops this app's pgplane and starts another over the same data directory.
     pub async fn start_over(&self) -> TestApp {
+        self.start_over_with(&[]).await
+    }
+
+    /// Like [`TestApp::start_over`], with extra `pgplane serve` flags.
+    pub async fn start_over_with(&self, extra: &[&str]) -> TestApp {
         self.stop_pgplane();
-        TestApp::serve(self.data_dir.parent().unwrap(), &[]).await
+        TestApp::serve(self.data_dir.parent().unwrap(), extra).await
+    }
+
+    /// Waits until `/readyz` answers `status` (200 or 503) and returns its body.
+    pub async fn wait_ready(&self, status: u16, deadline: Duration) -> Value {
+        let until = Instant::now() + deadline;
+        loop {
+            let r = self.request(Method::GET, "/readyz").send().await.unwrap();
+            let got = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            if got == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < until,
+                "/readyz did not answer {status} in {deadline:?}: {got} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn serve(dir: &Path, extra: &[&str]) -> TestApp {

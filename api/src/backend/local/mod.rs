@@ -527,6 +527,10 @@ impl Backend for LocalBackend {
             Err(e) => Err(e.to_string()),
         }
     }
+
+    fn shutdown(&self) {
+        LocalBackend::shutdown(self);
+    }
 }
 
 /// Takes an exclusive lock on `<data_dir>/pgplane.lock` for as long as the

@@ -1,0 +1,832 @@
+//! The kubernetes backend: one CloudNativePG `Cluster` per database in
+//! `PGPLANE_NAMESPACE`, labelled `app.kubernetes.io/managed-by=pgplane`.
+//!
+//! - Reads come from reflector stores fed by the watches of [`watch`]; no
+//!   read of the API costs a request to the API server, except credentials,
+//!   which are read from the `<name>-app` Secret when asked and not kept.
+//! - Writes are server-side applies with field manager `pgplane` of the
+//!   object [`cluster::render`] makes, so pgplane owns only the fields it
+//!   sets. A write returns once the cache shows it (read your writes).
+//! - Clusters without the label are never listed, changed or deleted; a
+//!   create of a name such a Cluster holds is refused.
+//! - The permissions used are declared in [`rbac`]; readiness checks them.
+
+pub mod cluster;
+pub mod rbac;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Config};
+use tokio::task::AbortHandle;
+
+use super::{Backend, BackendError, DeleteOutcome};
+use crate::events::Events;
+use crate::metrics::Metrics;
+use crate::model::{Credentials, Database, DatabaseSpec, Endpoints};
+use crate::operations::{self, ListQuery, Page};
+use crate::states::{cnpg_state, CnpgObservation};
+use cluster::{Cluster, Stamp};
+use watch::{Feed, Observed};
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "pgplane";
+/// How long a write waits for the watch to bring its result into the cache.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+/// How often the permissions are checked again.
+const RBAC_RECHECK: Duration = Duration::from_secs(60);
+/// PostgreSQL's port on CNPG's Services when a Service does not say.
+const DEFAULT_PORT: i32 = 5432;
+
+/// What the kubernetes backend needs from the settings.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    pub namespace: String,
+    /// A kubeconfig file; `None`: in-cluster, or `KUBECONFIG`/`~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Why the backend cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("bad setting {var}: {reason}")]
+pub struct KubeStartError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+pub struct KubeBackend {
+    shared: Arc<Shared>,
+    /// For writes, Secrets and access reviews: with timeouts (the watch
+    /// client has none, its streams are long).
+    client: Client,
+    clusters: Api<Cluster>,
+    /// Serializes creates and deletes in this process.
+    admission: tokio::sync::Mutex<()>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+/// What the watch tasks and the request handlers share.
+pub struct Shared {
+    pub namespace: String,
+    server: String,
+    clusters: Store<Cluster>,
+    services: Store<Service>,
+    observed: RwLock<HashMap<String, Observed>>,
+    health: Mutex<Health>,
+    /// Ticks after every watch event the stores applied.
+    changed: tokio::sync::watch::Sender<u64>,
+    events: Arc<Events>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    clusters_synced: bool,
+    services_synced: bool,
+    clusters_error: Option<String>,
+    services_error: Option<String>,
+    /// Permissions the access reviews found missing; `None` before the first check.
+    missing: Option<Vec<String>>,
+    review_error: Option<String>,
+}
+
+impl KubeBackend {
+    /// Reads the client configuration and starts the watches. Does not wait
+    /// for the API server: `/readyz` says when the first list is in.
+    pub async fn start(
+        settings: &KubeSettings,
+        metrics: Arc<Metrics>,
+        events: Arc<Events>,
+    ) -> Result<KubeBackend, KubeStartError> {
+        let config = match &settings.kubeconfig {
+            Some(path) => {
+                let bad = |e: String| KubeStartError {
+                    var: "PGPLANE_KUBECONFIG",
+                    reason: format!("{}: {e}", path.display()),
+                };
+                let kubeconfig =
+                    kube::config::Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
+                Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .map_err(|e| bad(e.to_string()))?
+            }
+            None => Config::infer().await.map_err(|e| KubeStartError {
+                var: "PGPLANE_KUBECONFIG",
+                reason: format!(
+                    "not set, and neither an in-cluster service account nor a kubeconfig was found: {e}"
+                ),
+            })?,
+        };
+        let server = config.cluster_url.to_string();
+        let client_error = |e: kube::Error| KubeStartError {
+            var: "PGPLANE_KUBECONFIG",
+            reason: format!("cannot make a client for {server}: {e}"),
+        };
+        let watch_client = Client::try_from(config.clone()).map_err(client_error)?;
+        let mut write_config = config;
+        write_config.connect_timeout = Some(Duration::from_secs(5));
+        write_config.read_timeout = Some(Duration::from_secs(15));
+        write_config.reset_reader_on_write = true;
+        let client = Client::try_from(write_config).map_err(client_error)?;
+
+        let (cluster_store, cluster_writer) = reflector::store::<Cluster>();
+        let (service_store, service_writer) = reflector::store::<Service>();
+        let shared = Arc::new(Shared {
+            namespace: settings.namespace.clone(),
+            server,
+            clusters: cluster_store,
+            services: service_store,
+            observed: RwLock::new(HashMap::new()),
+            health: Mutex::new(Health::default()),
+            changed: tokio::sync::watch::channel(0).0,
+            events,
+            metrics,
+        });
+        let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
+        let tasks = vec![
+            tokio::spawn(watch::clusters(
+                shared.clone(),
+                watch_client.clone(),
+                cluster_writer,
+                recorder,
+            ))
+            .abort_handle(),
+            tokio::spawn(watch::services(
+                shared.clone(),
+                watch_client,
+                service_writer,
+            ))
+            .abort_handle(),
+            tokio::spawn(review_permissions(shared.clone(), client.clone())).abort_handle(),
+        ];
+        Ok(KubeBackend {
+            clusters: Api::namespaced(client.clone(), &settings.namespace),
+            shared,
+            client,
+            admission: tokio::sync::Mutex::new(()),
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// The managed Cluster of this name in the cache.
+    fn cached(&self, name: &str) -> Option<Arc<Cluster>> {
+        self.shared
+            .clusters
+            .get(&ObjectRef::new(name).within(&self.shared.namespace))
+    }
+
+    /// Refuses work until both watches have listed once.
+    fn require_synced(&self) -> Result<(), BackendError> {
+        let h = self.shared.health.lock().expect("not poisoned");
+        if h.clusters_synced && h.services_synced {
+            return Ok(());
+        }
+        Err(BackendError::Unavailable(format!(
+            "the cache of Clusters is not filled yet: {}",
+            h.clusters_error
+                .as_deref()
+                .or(h.services_error.as_deref())
+                .unwrap_or("waiting for the first list")
+        )))
+    }
+
+    fn view(&self, c: &Cluster) -> Database {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let (state, phase) = match self
+            .shared
+            .observed
+            .read()
+            .expect("not poisoned")
+            .get(&name)
+            .filter(|o| !o.gone)
+        {
+            Some(o) => (o.state, o.phase.clone()),
+            // Not yet through the watcher (a write's own answer).
+            None => (
+                cnpg_state(&CnpgObservation {
+                    deleting: cluster::is_deleting(c),
+                    phase: cluster::phase_of(c),
+                    created: false,
+                }),
+                cluster::phase_of(c).to_owned(),
+            ),
+        };
+        cluster::database_of(c, state, &phase, self.endpoints(&name))
+    }
+
+    /// `host:port` of the `-rw` and `-ro` Services, once CNPG made both.
+    fn endpoints(&self, name: &str) -> Option<Endpoints> {
+        let ns = &self.shared.namespace;
+        let address = |suffix: &str| {
+            let svc = format!("{name}-{suffix}");
+            let service = self.shared.services.get(&ObjectRef::new(&svc).within(ns))?;
+            let port = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|p| p.first())
+                .map_or(DEFAULT_PORT, |p| p.port);
+            Some(format!("{svc}.{ns}.svc:{port}"))
+        };
+        Some(Endpoints {
+            read_write: address("rw")?,
+            read_only: address("ro")?,
+        })
+    }
+
+    /// Waits (bounded) until the cache shows the Cluster `name` in a state
+    /// `done` accepts, so that a read right after a write sees the write.
+    async fn wait_for_cache(&self, name: &str, done: impl Fn(Option<&Cluster>) -> bool) {
+        let mut ticks = self.shared.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+        loop {
+            if done(self.cached(name).as_deref()) {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, ticks.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => {
+                    tracing::warn!(database = %name, "the watch did not bring a write into the cache in time");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies `object` (server-side, field manager `pgplane`) and waits
+    /// until the cache has the result.
+    async fn apply(&self, object: &Cluster, force: bool) -> Result<Cluster, kube::Error> {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = force;
+        let applied = self
+            .clusters
+            .patch(&name, &params, &Patch::Apply(object))
+            .await?;
+        let rv = applied.metadata.resource_version.clone();
+        self.wait_for_cache(&name, |c| {
+            c.is_some_and(|c| at_least(c.metadata.resource_version.as_deref(), rv.as_deref()))
+        })
+        .await;
+        Ok(applied)
+    }
+
+    /// Observes `backend_operation_duration_seconds{operation}` when dropped.
+    fn timer(&self, operation: &str) -> prometheus::HistogramTimer {
+        self.shared
+            .metrics
+            .backend_duration
+            .with_label_values(&[operation])
+            .start_timer()
+    }
+
+    pub fn shutdown(&self) {
+        for task in self.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for KubeBackend {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Whether resource version `have` is `want` or newer. Versions are opaque
+/// to clients; etcd-backed servers give increasing integers, so those are
+/// compared as numbers, anything else only for equality.
+fn at_least(have: Option<&str>, want: Option<&str>) -> bool {
+    match (have, want) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(h), Some(w)) => match (h.parse::<u64>(), w.parse::<u64>()) {
+            (Ok(h), Ok(w)) => h >= w,
+            _ => h == w,
+        },
+    }
+}
+
+impl Shared {
+    fn clear_error(&self, feed: Feed) {
+        let mut h = self.health.lock().expect("not poisoned");
+        match feed {
+            Feed::Clusters => h.clusters_error = None,
+            Feed::Services => h.services_error = None,
+        }
+    }
+
+    fn set_synced(&self, feed: Feed) {
+        let mut h = self.health.lock().expect("not poisoned");
+        match feed {
+            Feed::Clusters => h.clusters_synced = true,
+            Feed::Services => h.services_synced = true,
+        }
+    }
+
+    /// Notes why a watch failed and waits before it tries again. When the
+    /// server was unreachable, waits until it answers again.
+    async fn watch_failed(
+        &self,
+        feed: Feed,
+        e: &watcher::Error,
+        client: &Client,
+        backoff: Duration,
+    ) -> Duration {
+        let why = self.describe(feed, e);
+        let first = {
+            let mut h = self.health.lock().expect("not poisoned");
+            let slot = match feed {
+                Feed::Clusters => &mut h.clusters_error,
+                Feed::Services => &mut h.services_error,
+            };
+            let first = slot.as_deref() != Some(why.as_str());
+            *slot = Some(why.clone());
+            first
+        };
+        if first {
+            tracing::warn!(error = %why, "a watch of the Kubernetes API failed");
+        }
+        let mut backoff = backoff;
+        if watch::is_unreachable(e) {
+            // The cache keeps serving (marked stale) until the server answers.
+            loop {
+                tokio::time::sleep(backoff).await;
+                backoff = watch::next_backoff(backoff);
+                if client.apiserver_version().await.is_ok() {
+                    self.clear_error(feed);
+                    return Duration::from_millis(100);
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        watch::next_backoff(backoff)
+    }
+
+    fn describe(&self, feed: Feed, e: &watcher::Error) -> String {
+        let (group, resource, what) = match feed {
+            Feed::Clusters => (
+                "postgresql.cnpg.io",
+                "clusters",
+                "CNPG Clusters (postgresql.cnpg.io/v1)",
+            ),
+            Feed::Services => ("", "services", "Services"),
+        };
+        let verb = match e {
+            watcher::Error::InitialListFailed(_) => "list",
+            _ => "watch",
+        };
+        let inner = match e {
+            watcher::Error::InitialListFailed(k)
+            | watcher::Error::WatchStartFailed(k)
+            | watcher::Error::WatchFailed(k) => k,
+            other => return format!("the watch of {what} failed: {other}"),
+        };
+        match inner {
+            kube::Error::Api(s) if s.code == 404 && matches!(feed, Feed::Clusters) => format!(
+                "the CRD clusters.postgresql.cnpg.io is not installed: the API server has no {what} \
+                 (install CloudNativePG)"
+            ),
+            kube::Error::Api(s) if s.code == 404 => {
+                format!("namespace {} not found: {}", self.namespace, s.message)
+            }
+            kube::Error::Api(s) if s.code == 403 => format!(
+                "RBAC forbids it: missing permission {} ({})",
+                rbac::describe(group, resource, verb, &self.namespace),
+                s.message
+            ),
+            kube::Error::Api(s) if s.code == 401 => format!(
+                "the API server at {} refuses pgplane's credentials: {}",
+                self.server, s.message
+            ),
+            kube::Error::Api(s) => format!(
+                "the API server answered {} to the {verb} of {what}: {}",
+                s.code, s.message
+            ),
+            other => format!(
+                "the Kubernetes API server at {} is unreachable: {other}",
+                self.server
+            ),
+        }
+    }
+
+    fn refresh_counts(&self) {
+        let states = watch::present_states(&self.observed.read().expect("not poisoned"));
+        self.metrics.set_database_counts(states);
+    }
+}
+
+/// Asks the API server, for each declared permission, whether pgplane has
+/// it; readiness names what is missing. Runs at start and then now and again.
+async fn review_permissions(shared: Arc<Shared>, client: Client) {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client);
+    loop {
+        let mut missing = Vec::new();
+        let mut error = None;
+        'review: for p in rbac::PERMISSIONS {
+            for verb in p.verbs {
+                let review = SelfSubjectAccessReview {
+                    spec: SelfSubjectAccessReviewSpec {
+                        resource_attributes: Some(ResourceAttributes {
+                            group: Some(p.group.into()),
+                            resource: Some(p.resource.into()),
+                            verb: Some((*verb).into()),
+                            namespace: Some(shared.namespace.clone()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                match api.create(&PostParams::default(), &review).await {
+                    Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
+                    Ok(_) => {
+                        missing.push(rbac::describe(p.group, p.resource, verb, &shared.namespace))
+                    }
+                    Err(e) => {
+                        error = Some(format!("cannot review pgplane's permissions: {e}"));
+                        break 'review;
+                    }
+                }
+            }
+        }
+        {
+            let mut h = shared.health.lock().expect("not poisoned");
+            if error.is_none() {
+                if !missing.is_empty() && h.missing.as_ref() != Some(&missing) {
+                    tracing::warn!(missing = ?missing, "pgplane lacks Kubernetes permissions");
+                }
+                h.missing = Some(missing);
+            }
+            h.review_error = error.clone();
+        }
+        let again = if error.is_some() {
+            Duration::from_secs(2)
+        } else {
+            RBAC_RECHECK
+        };
+        tokio::time::sleep(again).await;
+    }
+}
+
+/// Maps an API error of a write to the backend's errors.
+fn write_error(e: kube::Error, name: &str) -> BackendError {
+    match e {
+        kube::Error::Api(s) => match s.code {
+            404 => BackendError::NotFound(name.into()),
+            409 => BackendError::Busy(format!(
+                "database {name} changed at the same time; try again ({})",
+                s.message
+            )),
+            401 => BackendError::Unavailable(format!(
+                "the Kubernetes API server refuses pgplane's credentials: {}",
+                s.message
+            )),
+            403 if is_rbac_denial(&s.message) => BackendError::Unavailable(format!(
+                "pgplane lacks a Kubernetes permission: {}",
+                s.message
+            )),
+            // Admission, quota, schema: the server's own words.
+            400 | 403 | 422 => BackendError::Rejected(s.message),
+            429 | 500 | 502 | 503 | 504 => BackendError::Unavailable(format!(
+                "the Kubernetes API server is unavailable: {}",
+                s.message
+            )),
+            _ => {
+                BackendError::Internal(format!("the API server answered {}: {}", s.code, s.message))
+            }
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            BackendError::Unavailable(format!("the Kubernetes API server is unreachable: {e}"))
+        }
+        other => BackendError::Internal(other.to_string()),
+    }
+}
+
+/// RBAC's denials read `... is forbidden: User "x" cannot create resource ...`,
+/// or, when a server-side apply would create an object its caller may not
+/// create, `... is forbidden: ` with nothing after; a quota or an admission
+/// plugin also answers 403, with its reason after the colon.
+fn is_rbac_denial(message: &str) -> bool {
+    (message.contains(" cannot ") && message.contains(" resource \""))
+        || message.trim_end().ends_with("is forbidden:")
+}
+
+#[async_trait]
+impl Backend for KubeBackend {
+    async fn list(&self) -> Result<Vec<Database>, BackendError> {
+        self.require_synced()?;
+        let mut all: Vec<Database> = self
+            .shared
+            .clusters
+            .state()
+            .iter()
+            .map(|c| self.view(c))
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    /// Filters and sorts the cached Clusters by name and labels first, and
+    /// builds only the databases of the page.
+    async fn page(&self, query: &ListQuery) -> Result<Page, BackendError> {
+        self.require_synced()?;
+        let raw_labels_match = |c: &Cluster| {
+            let labels = c.metadata.labels.as_ref();
+            query
+                .labels
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        };
+        let mut candidates: Vec<Arc<Cluster>> = self
+            .shared
+            .clusters
+            .state()
+            .into_iter()
+            .filter(|c| {
+                query
+                    .after
+                    .as_deref()
+                    .is_none_or(|after| c.metadata.name.as_deref().is_some_and(|n| n > after))
+                    && raw_labels_match(c)
+            })
+            .collect();
+        candidates.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut items = Vec::with_capacity(query.limit + 1);
+        for c in candidates {
+            // The database's labels are those pgplane applied (see cluster::spec_of).
+            let db = self.view(&c);
+            if query
+                .labels
+                .iter()
+                .all(|(k, v)| db.labels.get(k) == Some(v))
+            {
+                items.push(db);
+                if items.len() > query.limit {
+                    break;
+                }
+            }
+        }
+        let more = items.len() > query.limit;
+        items.truncate(query.limit);
+        let next_cursor =
+            more.then(|| operations::encode_cursor(&items.last().expect("a full page").name));
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn get(&self, name: &str) -> Result<Database, BackendError> {
+        self.require_synced()?;
+        self.cached(name)
+            .map(|c| self.view(&c))
+            .ok_or_else(|| BackendError::NotFound(name.into()))
+    }
+
+    async fn validate(&self, _spec: &DatabaseSpec) -> Result<(), BackendError> {
+        // CNPG checks parameters itself; the model's rules have run.
+        Ok(())
+    }
+
+    async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError> {
+        self.require_synced()?;
+        let _timer = self.timer("create");
+        let _admission = self.admission.lock().await;
+        if self.cached(&spec.name).is_some() {
+            return Err(BackendError::AlreadyExists(spec.name));
+        }
+        // The cache holds only pgplane's Clusters: ask the server about others.
+        match self.clusters.get_opt(&spec.name).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return Err(BackendError::AlreadyExists(spec.name)),
+            Err(e) => return Err(write_error(e, &spec.name)),
+        }
+        let object = cluster::render(
+            &spec,
+            &self.shared.namespace,
+            &Stamp {
+                owner: owner.into(),
+                revision: 1,
+                updated_at: Some(Utc::now()),
+            },
+        );
+        // Not forced: a Cluster made by someone else in the meantime
+        // conflicts instead of being taken over.
+        match self.apply(&object, false).await {
+            Ok(applied) => Ok(self.view(&applied)),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Err(BackendError::AlreadyExists(spec.name))
+            }
+            Err(e) => Err(write_error(e, &spec.name)),
+        }
+    }
+
+    async fn update(
+        &self,
+        spec: DatabaseSpec,
+        expected_revision: u64,
+    ) -> Result<Database, BackendError> {
+        self.require_synced()?;
+        let _timer = self.timer("update");
+        let name = spec.name.clone();
+        let mut current = self
+            .cached(&name)
+            .ok_or_else(|| BackendError::NotFound(name.clone()))?;
+        for _ in 0..5 {
+            if cluster::is_deleting(&current) {
+                return Err(BackendError::Busy(format!(
+                    "database {name} is being deleted"
+                )));
+            }
+            let revision = cluster::revision_of(&current);
+            if revision != expected_revision {
+                return Err(BackendError::RevisionMismatch {
+                    expected: expected_revision,
+                    current: revision,
+                });
+            }
+            if cluster::spec_of(&current) == spec {
+                return Ok(self.view(&current));
+            }
+            let mut object = cluster::render(
+                &spec,
+                &self.shared.namespace,
+                &Stamp {
+                    owner: cluster::owner_of(&current),
+                    revision: revision + 1,
+                    updated_at: Some(Utc::now()),
+                },
+            );
+            // The precondition: nobody changed the Cluster since it was read.
+            object.metadata.resource_version = current.metadata.resource_version.clone();
+            match self.apply(&object, true).await {
+                Ok(applied) => return Ok(self.view(&applied)),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    // Often only CNPG's status moved on: read the Cluster
+                    // again and apply if its revision is still the same.
+                    match self.clusters.get_opt(&name).await {
+                        Ok(Some(live)) if cluster::is_managed(&live) => current = Arc::new(live),
+                        Ok(_) => return Err(BackendError::NotFound(name)),
+                        Err(e) => return Err(write_error(e, &name)),
+                    }
+                }
+                Err(e) => return Err(write_error(e, &name)),
+            }
+        }
+        Err(BackendError::Busy(format!(
+            "database {name} is changing too fast; try again"
+        )))
+    }
+
+    async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError> {
+        self.require_synced()?;
+        let _timer = self.timer("delete");
+        let _admission = self.admission.lock().await;
+        // Only a Cluster pgplane manages, and only that very one (its uid).
+        let Some(current) = self.cached(name) else {
+            return Ok(DeleteOutcome::AlreadyGone);
+        };
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: current.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.clusters.delete(name, &params).await {
+            Ok(_) => {
+                self.wait_for_cache(name, |c| c.is_none_or(cluster::is_deleting))
+                    .await;
+                Ok(DeleteOutcome::Started)
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                // Gone already, or replaced by another Cluster of that name.
+                Ok(DeleteOutcome::AlreadyGone)
+            }
+            Err(e) => Err(write_error(e, name)),
+        }
+    }
+
+    async fn credentials(&self, name: &str) -> Result<Credentials, BackendError> {
+        self.require_synced()?;
+        let _timer = self.timer("credentials");
+        if self.cached(name).is_none() {
+            return Err(BackendError::NotFound(name.into()));
+        }
+        let secret_name = format!("{name}-app");
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.shared.namespace);
+        // Read now and dropped with this request: never kept in memory.
+        let secret = match secrets.get_opt(&secret_name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err(BackendError::Busy(format!(
+                    "database {name} has no credentials yet (CloudNativePG has not made Secret {secret_name})"
+                )))
+            }
+            Err(e) => return Err(write_error(e, name)),
+        };
+        let data = secret.data.unwrap_or_default();
+        let field = |key: &str| {
+            data.get(key)
+                .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                .filter(|v| !v.is_empty())
+        };
+        let (Some(username), Some(password)) = (field("username"), field("password")) else {
+            return Err(BackendError::Busy(format!(
+                "Secret {secret_name} has no username and password yet"
+            )));
+        };
+        let dbname = field("dbname").unwrap_or_else(|| cluster::APP.into());
+        let port = field("port")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(DEFAULT_PORT as u16);
+        let host = format!("{name}-rw.{}.svc", self.shared.namespace);
+        Ok(Credentials::new(&username, &password, &host, port, &dbname))
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        let h = self.shared.health.lock().expect("not poisoned");
+        let mut failing = Vec::new();
+        for (synced, error, what) in [
+            (h.clusters_synced, &h.clusters_error, "Clusters"),
+            (h.services_synced, &h.services_error, "Services"),
+        ] {
+            match (synced, error) {
+                (_, Some(e)) => failing.push(e.clone()),
+                (false, None) => failing.push(format!("waiting for the first list of {what}")),
+                (true, None) => {}
+            }
+        }
+        match (&h.missing, &h.review_error) {
+            (_, Some(e)) => failing.push(e.clone()),
+            (None, None) => failing.push("checking pgplane's permissions".into()),
+            (Some(m), None) if !m.is_empty() => {
+                failing.push(format!("RBAC: missing permission {}", m.join(", ")))
+            }
+            _ => {}
+        }
+        failing.dedup();
+        if failing.is_empty() {
+            Ok(())
+        } else {
+            Err(failing.join("; "))
+        }
+    }
+
+    fn stale(&self) -> Option<String> {
+        let h = self.shared.health.lock().expect("not poisoned");
+        if !h.clusters_synced {
+            return None;
+        }
+        h.clusters_error
+            .clone()
+            .or_else(|| h.services_error.clone())
+    }
+
+    fn shutdown(&self) {
+        KubeBackend::shutdown(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_versions() {
+        assert!(at_least(Some("12"), Some("12")));
+        assert!(at_least(Some("13"), Some("12")));
+        assert!(!at_least(Some("11"), Some("12")));
+        assert!(!at_least(None, Some("1")));
+        assert!(at_least(None, None));
+        assert!(at_least(Some("abc"), Some("abc")));
+        assert!(!at_least(Some("abd"), Some("abc")));
+    }
+
+    #[test]
+    fn rbac_denials_are_told_from_quota_and_admission() {
+        assert!(is_rbac_denial(
+            "clusters.postgresql.cnpg.io is forbidden: User \"system:serviceaccount:databases:pgplane\" cannot create resource \"clusters\" in API group \"postgresql.cnpg.io\" in the namespace \"databases\""
+        ));
+        assert!(!is_rbac_denial(
+            "clusters.postgresql.cnpg.io \"x\" is forbidden: exceeded quota: q, requested: count/clusters.postgresql.cnpg.io=1"
+        ));
+        assert!(is_rbac_denial(
+            "clusters.postgresql.cnpg.io \"fresh\" is forbidden: "
+        ));
+        assert!(!is_rbac_denial(
+            "admission webhook \"vcluster.cnpg.io\" denied the request: spec.instances: Invalid value"
+        ));
+    }
+}

@@ -1,0 +1,404 @@
+//! The watches: one on the managed Clusters, one on CNPG's Services. Each
+//! feeds a kube-runtime reflector store, which every read of the API is
+//! served from. The Cluster watch is also the watcher of DESIGN.md: each
+//! object it delivers goes through [`cnpg_state`], and a state that differs
+//! from the one last recorded becomes one `service_event` and one
+//! Kubernetes Event on the Cluster.
+//!
+//! Transitions are found by comparing states, not by counting watch
+//! events, so a restarted watch (410 Gone and a new list, a dropped
+//! connection, an API server restart) can neither lose a transition whose
+//! result it sees nor record one twice. The state last recorded is kept on
+//! the Cluster itself (annotation `pgplane.io/recorded-state`), claimed with
+//! the Cluster's resourceVersion as precondition before the event is
+//! recorded: of several replicas of pgplane, one records each transition,
+//! and a restarted pgplane (even without its data directory) starts from
+//! there. The transition is recorded by this process when the claim cannot
+//! be written (no permission, server gone): a duplicate is preferred to a
+//! loss.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use super::cluster::{self, Cluster};
+use super::Shared;
+use crate::events::ServiceEvent;
+use crate::model::State;
+use crate::states::{cnpg_state, CnpgObservation};
+
+/// The phase shown while a Cluster is being deleted, and once it is gone:
+/// Kubernetes says it with `deletionTimestamp`, CNPG has no text for it.
+pub const PHASE_DELETING: &str = "Deleting";
+pub const PHASE_DELETED: &str = "Deleted";
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The field manager of the recorded-state annotation.
+pub const WATCHER_MANAGER: &str = "pgplane-watcher";
+
+/// What the watcher last saw of one database.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub state: State,
+    pub phase: String,
+    pub ready: u32,
+    pub instances: u32,
+    /// The database was healthy once: its `creating` is over.
+    pub created: bool,
+    /// The Cluster is gone; kept so that a new Cluster of the same name
+    /// starts a new life instead of a transition from `deleting`.
+    pub gone: bool,
+}
+
+/// Which watch an error belongs to, for readiness.
+#[derive(Debug, Clone, Copy)]
+pub enum Feed {
+    Clusters,
+    Services,
+}
+
+/// Runs the Cluster watch until the task is aborted.
+pub async fn clusters(
+    shared: Arc<Shared>,
+    client: Client,
+    mut writer: Writer<Cluster>,
+    recorder: Recorder,
+) {
+    let api: Api<Cluster> = Api::namespaced(client.clone(), &shared.namespace);
+    let config = watcher::Config::default().labels(cluster::MANAGED_SELECTOR);
+    let mut stream = watcher(api.clone(), config).boxed();
+    let mut listed: Option<HashSet<String>> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match stream.next().await {
+            Some(Ok(event)) => {
+                backoff = Duration::from_millis(100);
+                shared.clear_error(Feed::Clusters);
+                writer.apply_watcher_event(&event);
+                match event {
+                    Event::Init => listed = Some(HashSet::new()),
+                    Event::InitApply(c) => {
+                        if let Some(names) = listed.as_mut() {
+                            names.insert(c.name_any());
+                        }
+                        observe(&shared, &recorder, &api, &c, true).await;
+                    }
+                    Event::InitDone => {
+                        // What the new list lacks went away while the watch was down.
+                        let names = listed.take().unwrap_or_default();
+                        let vanished: Vec<String> = shared
+                            .observed
+                            .read()
+                            .expect("not poisoned")
+                            .iter()
+                            .filter(|(n, o)| !o.gone && !names.contains(*n))
+                            .map(|(n, _)| n.clone())
+                            .collect();
+                        for name in vanished {
+                            gone(&shared, &recorder, &name, None);
+                        }
+                        shared.refresh_counts();
+                        shared.set_synced(Feed::Clusters);
+                    }
+                    Event::Apply(c) => observe(&shared, &recorder, &api, &c, false).await,
+                    Event::Delete(c) => gone(&shared, &recorder, &c.name_any(), Some(&c)),
+                }
+                shared.changed.send_modify(|n| *n += 1);
+            }
+            Some(Err(e)) => {
+                if is_gone(&e) {
+                    // 410: the watcher lists again by itself; not an outage.
+                    continue;
+                }
+                backoff = shared
+                    .watch_failed(Feed::Clusters, &e, &client, backoff)
+                    .await;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Runs the Service watch (CNPG labels its Services `cnpg.io/cluster`).
+pub async fn services(shared: Arc<Shared>, client: Client, mut writer: Writer<Service>) {
+    let api: Api<Service> = Api::namespaced(client.clone(), &shared.namespace);
+    let config = watcher::Config::default().labels("cnpg.io/cluster");
+    let mut stream = watcher(api, config).boxed();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match stream.next().await {
+            Some(Ok(event)) => {
+                backoff = Duration::from_millis(100);
+                shared.clear_error(Feed::Services);
+                writer.apply_watcher_event(&event);
+                if matches!(event, Event::InitDone) {
+                    shared.set_synced(Feed::Services);
+                }
+                shared.changed.send_modify(|n| *n += 1);
+            }
+            Some(Err(e)) if is_gone(&e) => continue,
+            Some(Err(e)) => {
+                backoff = shared
+                    .watch_failed(Feed::Services, &e, &client, backoff)
+                    .await;
+            }
+            None => return,
+        }
+    }
+}
+
+fn is_gone(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::WatchError(s) => s.code == 410,
+        watcher::Error::WatchFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::InitialListFailed(kube::Error::Api(s)) => s.code == 410,
+        _ => false,
+    }
+}
+
+/// Whether the error means the API server could not be reached at all.
+pub fn is_unreachable(e: &watcher::Error) -> bool {
+    matches!(
+        e,
+        watcher::Error::WatchFailed(k)
+            | watcher::Error::WatchStartFailed(k)
+            | watcher::Error::InitialListFailed(k)
+            if !matches!(k, kube::Error::Api(_))
+    )
+}
+
+/// The next backoff after `current`.
+pub fn next_backoff(current: Duration) -> Duration {
+    (current * 2).min(MAX_BACKOFF)
+}
+
+/// Derives the state of a Cluster the watch delivered and records a
+/// transition when it differs from the one last recorded.
+async fn observe(
+    shared: &Shared,
+    recorder: &Recorder,
+    api: &Api<Cluster>,
+    c: &Cluster,
+    initial: bool,
+) {
+    let name = c.name_any();
+    let phase_text = cluster::phase_of(c);
+    let ready_condition = c.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|k| k.kind == "Ready" && k.status == "True")
+    });
+    let deleting = cluster::is_deleting(c);
+    let recorded = cluster::recorded_state_of(c);
+    let (prev, state, phase, entry) = {
+        let mut observed = shared.observed.write().expect("not poisoned");
+        let remembered = match observed.get(&name) {
+            Some(o) if !o.gone => Some((o.state, o.created)),
+            _ => None,
+        };
+        // The state last recorded: on the Cluster, else in memory, else in
+        // the event store (a Cluster never claimed, pgplane restarted).
+        let (prev, created) = match (recorded.map(|(s, _)| s), remembered) {
+            (Some(s), Some((_, created))) => (Some(s), created || s != State::Creating),
+            (Some(s), None) => (Some(s), s != State::Creating || ready_condition),
+            (None, Some((s, created))) => (Some(s), created),
+            (None, None) => match shared.events.last_state(&name) {
+                // A database deleted before, now made again: a new life.
+                Some(State::Deleting) | None => (None, ready_condition),
+                Some(s) => (Some(s), s != State::Creating || ready_condition),
+            },
+        };
+        let state = cnpg_state(&CnpgObservation {
+            deleting,
+            phase: phase_text,
+            created,
+        });
+        let phase = if deleting {
+            PHASE_DELETING.to_owned()
+        } else {
+            phase_text.to_owned()
+        };
+        let entry = Observed {
+            state,
+            phase: phase.clone(),
+            ready: cluster::ready_of(c),
+            instances: c.spec.instances,
+            created: created || state == State::Healthy,
+            gone: false,
+        };
+        observed.insert(name.clone(), entry.clone());
+        (prev, state, phase, entry)
+    };
+    if !initial {
+        shared.refresh_counts();
+    }
+    let Some(from) = prev.filter(|p| *p != state) else {
+        return;
+    };
+    if claim(api, c, recorded, state).await {
+        let event = ServiceEvent::new(&name, from, state, &phase, entry.ready, entry.instances);
+        record(shared, recorder, event, Some(c));
+    }
+}
+
+/// Writes `state` as the recorded state of the Cluster if nobody recorded
+/// anything since `recorded` (the value this process saw). `true`: this
+/// process records the transition.
+async fn claim(
+    api: &Api<Cluster>,
+    c: &Cluster,
+    recorded: Option<(State, u64)>,
+    state: State,
+) -> bool {
+    let name = c.name_any();
+    let params = PatchParams {
+        field_manager: Some(WATCHER_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let mut version = c.metadata.resource_version.clone();
+    for _ in 0..5 {
+        let patch = serde_json::json!({"metadata": {
+            "resourceVersion": version,
+            "annotations": {cluster::RECORDED_STATE: cluster::recorded_value(
+                state,
+                recorded.map_or(1, |(_, n)| n + 1),
+            )},
+        }});
+        match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => return true,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // Changed since: by CNPG (claim again on the new version),
+                // or by another pgplane that recorded it (leave it).
+                match api.get_opt(&name).await {
+                    Ok(Some(live)) if cluster::recorded_state_of(&live) == recorded => {
+                        version = live.metadata.resource_version.clone();
+                    }
+                    Ok(Some(_)) => return false,
+                    Ok(None) => return false,
+                    Err(e) => {
+                        tracing::warn!(database = %name, error = %e, "cannot read the Cluster back to claim a transition; recording it here");
+                        return true;
+                    }
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => return false,
+            Err(e) => {
+                tracing::warn!(database = %name, error = %e, "cannot write the recorded state on the Cluster; recording the transition here");
+                return true;
+            }
+        }
+    }
+    tracing::warn!(database = %name, "the Cluster kept changing while a transition was claimed; recording it here");
+    true
+}
+
+/// A Cluster left the watch (deleted, or no longer labelled as pgplane's).
+fn gone(shared: &Shared, recorder: &Recorder, name: &str, last: Option<&Cluster>) {
+    let event = {
+        let mut observed = shared.observed.write().expect("not poisoned");
+        let Some(o) = observed.get_mut(name).filter(|o| !o.gone) else {
+            return;
+        };
+        let event = (o.state != State::Deleting).then(|| {
+            ServiceEvent::new(
+                name,
+                o.state,
+                State::Deleting,
+                PHASE_DELETED,
+                0,
+                o.instances,
+            )
+        });
+        o.state = State::Deleting;
+        o.phase = PHASE_DELETED.into();
+        o.gone = true;
+        event
+    };
+    if let Some(event) = event {
+        record(shared, recorder, event, last);
+    }
+    shared.refresh_counts();
+}
+
+/// One transition: the service event (stdout and the store) at once, the
+/// Kubernetes Event in the background (it is an API call).
+fn record(shared: &Shared, recorder: &Recorder, event: ServiceEvent, on: Option<&Cluster>) {
+    tracing::debug!(database = %event.database, from = event.from.as_str(), to = event.to.as_str(), "transition");
+    if let Some(c) = on {
+        let reference = c.object_ref(&());
+        let kube_event = KubeEvent {
+            type_: match event.to {
+                State::Degraded | State::Failed | State::Unknown | State::FailingOver => {
+                    EventType::Warning
+                }
+                _ => EventType::Normal,
+            },
+            reason: reason(event.to).into(),
+            note: Some(truncate(
+                &format!(
+                    "{} -> {}: {} ({}/{} instances ready)",
+                    event.from.as_str(),
+                    event.to.as_str(),
+                    event.phase,
+                    event.ready_instances,
+                    event.instances
+                ),
+                1000,
+            )),
+            action: "StateTransition".into(),
+            secondary: None,
+        };
+        let recorder = recorder.clone();
+        let database = event.database.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&kube_event, &reference).await {
+                tracing::warn!(database = %database, error = %e, "cannot publish the Kubernetes Event of a transition");
+            }
+        });
+    }
+    shared.events.record(event);
+}
+
+/// The Event `reason` of a transition into `state`: CamelCase, as Kubernetes writes reasons.
+fn reason(state: State) -> &'static str {
+    match state {
+        State::Creating => "Creating",
+        State::Healthy => "Healthy",
+        State::Scaling => "Scaling",
+        State::Updating => "Updating",
+        State::Degraded => "Degraded",
+        State::FailingOver => "FailingOver",
+        State::Deleting => "Deleting",
+        State::Failed => "Failed",
+        State::Unknown => "UnknownPhase",
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// The states of the databases now present, for the `databases{state}` gauge.
+pub fn present_states(observed: &HashMap<String, Observed>) -> Vec<State> {
+    observed
+        .values()
+        .filter(|o| !o.gone)
+        .map(|o| o.state)
+        .collect()
+}

@@ -1,0 +1,363 @@
+//! A real Kubernetes API server for tests: `etcd` (Debian's `etcd-server`,
+//! found on `PATH`) and `kube-apiserver` v1.20.2 from the test binaries
+//! (`PGPLANE_TESTBIN`, default `<repo>/../shared/testbin`), started on free
+//! loopback ports in a temporary directory, with namespace `databases`, the
+//! CNPG CRDs, and two kubeconfigs: `admin` (system:masters) and `sa` (the
+//! user `system:serviceaccount:databases:pgplane`, subject to RBAC).
+//!
+//! No operator runs: tests play CloudNativePG through [`KubeServer::play`].
+//! Dropping a [`KubeServer`] (also when a test panics) kills the two
+//! processes it started, by their pids, and removes the directory.
+//!
+//! With `PGPLANE_E2E_KUBECONFIG` set, [`Kube::start`] connects to that
+//! cluster instead (a real one, with CNPG installed) and nothing is played.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Config};
+use serde_json::json;
+
+use pgplane::backend::kubernetes::cluster::Cluster;
+
+pub const NAMESPACE: &str = "databases";
+/// The user the `sa` kubeconfig authenticates as.
+pub const SA_USER: &str = "system:serviceaccount:databases:pgplane";
+
+fn testbin() -> PathBuf {
+    let dir = std::env::var_os("PGPLANE_TESTBIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testbin"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("kube-apiserver").is_file(),
+        "kube-apiserver not found in {} (set PGPLANE_TESTBIN to the directory of the test binaries)",
+        dir.display()
+    );
+    assert!(
+        dir.join("cnpg-crds-k8s-1.20").is_dir(),
+        "the CNPG CRDs for Kubernetes 1.20 are missing from {}",
+        dir.display()
+    );
+    dir
+}
+
+fn etcd() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("etcd"))
+            .find(|p| p.is_file())
+    });
+    found.expect("etcd is not on PATH: install Debian's etcd-server (apt-get install etcd-server)")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_of(kubeconfig: &Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// etcd and kube-apiserver on loopback, owned by one test.
+pub struct KubeServer {
+    pub dir: tempfile::TempDir,
+    pub api_port: u16,
+    etcd: Child,
+    apiserver: Option<Child>,
+    apiserver_args: Vec<String>,
+    pub admin: Client,
+}
+
+impl KubeServer {
+    /// Starts both servers, creates namespace `databases` and installs the CRDs.
+    pub async fn start() -> KubeServer {
+        KubeServer::start_with(true).await
+    }
+
+    /// Like [`KubeServer::start`], without the CNPG CRDs when `crds` is false.
+    pub async fn start_with(crds: bool) -> KubeServer {
+        let bin = testbin();
+        let etcd_bin = etcd();
+        let dir = tempfile::Builder::new()
+            .prefix("pgplane-kube-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path();
+        let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let log = |name: &str| std::fs::File::create(d.join(name)).unwrap();
+        let etcd = Command::new(etcd_bin)
+            .args([
+                "--data-dir",
+                &d.join("etcd").display().to_string(),
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{etcd_port}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{etcd_port}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{peer_port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log("etcd.log"))
+            .stderr(log("etcd.log"))
+            .spawn()
+            .expect("etcd starts");
+        // The API server signs nothing with it, but requires a key.
+        let key = rsa_key();
+        std::fs::write(d.join("sa.key"), key).unwrap();
+        std::fs::write(
+            d.join("tokens.csv"),
+            format!(
+                "admin-token,admin,admin,system:masters\nsa-token,{SA_USER},sa,system:serviceaccounts\n"
+            ),
+        )
+        .unwrap();
+        let apiserver_args: Vec<String> = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            "--advertise-address=127.0.0.1".into(),
+            "--insecure-port=0".into(),
+            format!("--cert-dir={}", d.join("certs").display()),
+            format!("--token-auth-file={}", d.join("tokens.csv").display()),
+            "--authorization-mode=RBAC".into(),
+            format!("--service-account-key-file={}", d.join("sa.key").display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                d.join("sa.key").display()
+            ),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+        ];
+        for user in ["admin", "sa"] {
+            std::fs::write(
+                d.join(format!("{user}.kubeconfig")),
+                kubeconfig(api_port, user),
+            )
+            .unwrap();
+        }
+        let admin = client_of(&d.join("admin.kubeconfig")).await;
+        let mut server = KubeServer {
+            dir,
+            api_port,
+            etcd,
+            apiserver: None,
+            apiserver_args,
+            admin,
+        };
+        server.start_apiserver().await;
+        let namespaces: Api<Namespace> = Api::all(server.admin.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        if crds {
+            install_crds(&server.admin, &bin.join("cnpg-crds-k8s-1.20")).await;
+        }
+        server
+    }
+
+    pub fn kubeconfig(&self, user: &str) -> PathBuf {
+        self.dir.path().join(format!("{user}.kubeconfig"))
+    }
+
+    /// Starts kube-apiserver (again, on the same port, over the same etcd)
+    /// and waits until it is ready.
+    pub async fn start_apiserver(&mut self) {
+        assert!(self.apiserver.is_none(), "already running");
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("apiserver.log"))
+            .unwrap();
+        let child = Command::new(testbin().join("kube-apiserver"))
+            .args(&self.apiserver_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("kube-apiserver starts");
+        self.apiserver = Some(child);
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
+            if self.admin.request_text(req).await.is_ok() {
+                return;
+            }
+            if let Some(status) = self.apiserver.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "kube-apiserver exited ({status}); see {}",
+                    d.join("apiserver.log").display()
+                );
+            }
+            assert!(
+                Instant::now() < until,
+                "kube-apiserver not ready in 60 s; see {}",
+                d.join("apiserver.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills kube-apiserver (by its pid); etcd keeps the data.
+    pub fn stop_apiserver(&mut self) {
+        if let Some(mut child) = self.apiserver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn clusters(&self) -> Api<Cluster> {
+        Api::namespaced(self.admin.clone(), NAMESPACE)
+    }
+
+    /// Plays CloudNativePG: writes `status` through the status subresource.
+    pub async fn play_status(&self, name: &str, phase: &str, ready: u32, instances: u32) {
+        let status = json!({"status": {
+            "phase": phase,
+            "phaseReason": "written by the test, playing CloudNativePG",
+            "instances": instances,
+            "readyInstances": ready,
+            "currentPrimary": format!("{name}-1"),
+            "conditions": [{
+                "type": "Ready",
+                "status": if phase == "Cluster in healthy state" { "True" } else { "False" },
+                "reason": "ClusterIsReady",
+                "message": phase,
+                "lastTransitionTime": "2026-11-23T10:00:00Z",
+            }],
+        }});
+        self.clusters()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap_or_else(|e| panic!("status of {name}: {e}"));
+    }
+
+    /// Plays CloudNativePG: the `<name>-app` Secret and the `-rw`/`-ro` Services.
+    pub async fn play_secret_and_services(&self, name: &str, password: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.admin.clone(), NAMESPACE);
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-app"), "labels": {"cnpg.io/cluster": name}},
+            "type": "kubernetes.io/basic-auth",
+            "stringData": {
+                "username": "app", "password": password, "dbname": "app",
+                "host": format!("{name}-rw"), "port": "5432",
+            },
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        let services: Api<Service> = Api::namespaced(self.admin.clone(), NAMESPACE);
+        for suffix in ["rw", "ro", "r"] {
+            let svc: Service = serde_json::from_value(json!({
+                "metadata": {"name": format!("{name}-{suffix}"), "labels": {"cnpg.io/cluster": name}},
+                "spec": {"ports": [{"name": "postgres", "port": 5432, "targetPort": 5432}],
+                         "selector": {"cnpg.io/cluster": name}},
+            }))
+            .unwrap();
+            services.create(&PostParams::default(), &svc).await.unwrap();
+        }
+    }
+
+    /// The API server's count of requests to `resource` with `verb`, from its
+    /// `/metrics` (to show that reads do not reach it).
+    pub async fn requests(&self, resource: &str, verb: &str) -> u64 {
+        let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = self.admin.request_text(req).await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("apiserver_request_total{"))
+            .filter(|l| {
+                l.contains(&format!("resource=\"{resource}\""))
+                    && l.contains(&format!("verb=\"{verb}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
+
+impl Drop for KubeServer {
+    fn drop(&mut self) {
+        self.stop_apiserver();
+        let _ = self.etcd.kill();
+        let _ = self.etcd.wait();
+    }
+}
+
+fn kubeconfig(port: u16, user: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\n\
+         clusters: [{{name: test, cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}}}]\n\
+         users: [{{name: {user}, user: {{token: {user}-token}}}}]\n\
+         contexts: [{{name: test, context: {{cluster: test, user: {user}, namespace: {NAMESPACE}}}}}]\n\
+         current-context: test\n"
+    )
+}
+
+/// An RSA key for the API server's service-account flags, from openssl.
+fn rsa_key() -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["genrsa", "2048"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl is on PATH (it makes the API server's service-account key)");
+    assert!(out.status.success(), "openssl genrsa failed");
+    out.stdout
+}
+
+async fn install_crds(admin: &Client, dir: &Path) {
+    let crds: Api<DynamicObject> = Api::all_with(
+        admin.clone(),
+        &ApiResource::erase::<CustomResourceDefinition>(&()),
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc).unwrap();
+            if value.is_null() {
+                continue;
+            }
+            let object: DynamicObject = serde_yaml::from_value(value).unwrap();
+            crds.create(&PostParams::default(), &object)
+                .await
+                .unwrap_or_else(|e| panic!("CRD {}: {e}", file.display()));
+        }
+    }
+    // Established: Clusters can be listed.
+    let clusters: Api<Cluster> = Api::namespaced(admin.clone(), NAMESPACE);
+    let until = Instant::now() + Duration::from_secs(30);
+    while clusters.list(&Default::default()).await.is_err() {
+        assert!(Instant::now() < until, "the CNPG CRD is not served in 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+use serde::Deserialize;
