@@ -189,10 +189,6 @@ if [ -z "${PGPLANE_BIN:-}" ]; then
 elif [ ! -x "$PGPLANE_BIN" ]; then
   echo "FAIL role vs pgplane rbac: PGPLANE_BIN=$PGPLANE_BIN is not an executable file"
   failed+=("role vs pgplane rbac")
-elif ! "$PGPLANE_BIN" help rbac > /dev/null 2>&1; then
-  # clap's `help SUBCOMMAND` exits non-zero for an unknown subcommand. Until
-  # the kubernetes backend lands (`pgplane rbac`), only this check is skipped.
-  skip "role vs pgplane rbac" "$PGPLANE_BIN has no 'rbac' subcommand yet ('$PGPLANE_BIN help rbac' failed)"
 elif "$PGPLANE_BIN" rbac > "$WORK/rbac.yaml" 2> "$WORK/rbac.err"; then
   run "manifests/base/role.yaml == pgplane rbac" "${CHECK[@]}" role manifests/base/role.yaml "$WORK/rbac.yaml"
 else
