@@ -3,6 +3,7 @@
 //! [`Auth::authenticate`]; the role each route needs is checked with
 //! [`Caller::require`].
 
+pub mod checker;
 pub mod password;
 pub mod ratelimit;
 pub mod token;
@@ -12,9 +13,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
-
 use crate::error::ApiError;
+use checker::Checker;
 use ratelimit::RateLimiter;
 use token::Tokens;
 pub use users::{Role, Users};
@@ -52,8 +52,8 @@ pub struct Auth {
     pub tokens: Tokens,
     by_address: RateLimiter<IpAddr>,
     by_username: RateLimiter<String>,
-    /// Argon2 uses ~19 MiB and a core per check: bound how many run at once.
-    verifying: Semaphore,
+    /// Argon2 uses ~19 MiB and a core per check: on threads of their own.
+    checker: Checker,
     dummy_hash: String,
 }
 
@@ -65,13 +65,12 @@ pub struct Login {
 
 impl Auth {
     pub fn new(users: Users, tokens: Tokens) -> Arc<Auth> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(Auth {
             users,
             tokens,
             by_address: RateLimiter::new(PER_ADDRESS.0, PER_ADDRESS.1),
             by_username: RateLimiter::new(PER_USERNAME.0, PER_USERNAME.1),
-            verifying: Semaphore::new(cores),
+            checker: Checker::start(),
             dummy_hash: password::hash("timing equaliser"),
         })
     }
@@ -100,15 +99,7 @@ impl Auth {
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let password = password.to_owned();
-        let _slot = self
-            .verifying
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let matches = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
-            .await
-            .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))?;
+        let matches = self.checker.verify(password.to_owned(), hash).await;
         match user {
             Some(user) if matches => Ok(Login {
                 token: self.tokens.issue(&user.username),
@@ -118,13 +109,13 @@ impl Auth {
         }
     }
 
-    /// The caller a bearer token stands for; the role is the user's current one.
     /// Whether `username` names a user (for the audit trail, which keeps
     /// only names that exist: an unknown name may be a mistyped password).
     pub fn is_user(&self, username: &str) -> bool {
         self.users.get(username).is_some()
     }
 
+    /// The caller a bearer token stands for; the role is the user's current one.
     pub fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
         let claims = self
             .tokens
