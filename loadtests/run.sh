@@ -156,8 +156,8 @@ if [ -n "$TARGET" ]; then
 else
   BIN="${PGPLANE_BIN:-$ROOT/target/release/pgplane}"
   say "building $([ -z "${PGPLANE_BIN:-}" ] && echo "pgplane and ")the bare axum server (release)"
-  [ -n "${PGPLANE_BIN:-}" ] || (cd "$ROOT" && cargo build --release --quiet -p pgplane)
-  cargo build --release --quiet --manifest-path "$HERE/baseline/Cargo.toml"
+  (cd "$ROOT" && cargo build --release --locked --quiet -p hello-baseline \
+    $([ -n "${PGPLANE_BIN:-}" ] || echo "-p pgplane"))
   PORT="$(free_port)"
   export PGPLANE_URL="http://127.0.0.1:$PORT" PGPLANE_USERNAME=admin
   PGPLANE_PASSWORD="load-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -222,7 +222,7 @@ ROUNDS=$([ "$QUICK" = 1 ] && echo 1 || echo 3)
 TP_SECONDS=$([ "$QUICK" = 1 ] && echo 10 || echo 20)
 if [ -z "$TARGET" ]; then
   BPORT="$(free_port)"
-  "$HERE/baseline/target/release/hello-baseline" "127.0.0.1:$BPORT" >"$WORK/baseline.log" 2>&1 &
+  "$ROOT/target/release/hello-baseline" "127.0.0.1:$BPORT" >"$WORK/baseline.log" 2>&1 &
   BASELINE_PID=$!
   PGPLANE_URL="http://127.0.0.1:$BPORT" python3 "$HERE/seed.py" wait-up 10
   # Alternating, so that other load on the machine weighs on both alike.

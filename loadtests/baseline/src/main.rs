@@ -19,7 +19,10 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:8090".into());
     let json = |body: &'static str| ([(CONTENT_TYPE, "application/json")], body);
     let app = Router::new()
-        .route("/api/v1/auth/login", post(move || async move { json(TOKEN) }))
+        .route(
+            "/api/v1/auth/login",
+            post(move || async move { json(TOKEN) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(get(move || async move { json(HELLO) }));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
