@@ -115,6 +115,11 @@ impl Events {
         self.journal.append_later(event);
     }
 
+    /// Waits until every event recorded so far is on disk: at shutdown.
+    pub async fn flush(&self) {
+        self.journal.flush().await;
+    }
+
     /// Events of one database, newest first.
     pub fn query(&self, q: &EventQuery) -> Vec<ServiceEvent> {
         let window = Window {

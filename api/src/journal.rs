@@ -89,7 +89,8 @@ impl<T: Entry> Index<T> {
 }
 
 struct Pending<T> {
-    entry: T,
+    /// `None`: a flush, answered once everything sent before is written.
+    entry: Option<T>,
     /// Whether the entry is in the index already.
     indexed: bool,
     done: Option<oneshot::Sender<Result<(), WriteError>>>,
@@ -153,11 +154,25 @@ impl<T: Entry> Journal<T> {
     pub async fn append(&self, entry: T) -> Result<(), WriteError> {
         let (done, wait) = oneshot::channel();
         self.send(Pending {
-            entry,
+            entry: Some(entry),
             indexed: false,
             done: Some(done),
         })?;
         wait.await.unwrap_or_else(|_| Err(self.stopped()))
+    }
+
+    /// Waits until every entry appended before is written (or failed): at
+    /// shutdown, so that what [`Journal::append_later`] took is not lost.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        let flush = Pending {
+            entry: None,
+            indexed: true,
+            done: Some(done),
+        };
+        if self.send(flush).is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// Makes the entry visible at once and appends it without waiting; a
@@ -168,7 +183,7 @@ impl<T: Entry> Journal<T> {
             .expect("not poisoned")
             .insert(entry.clone());
         let pending = Pending {
-            entry,
+            entry: Some(entry),
             indexed: true,
             done: None,
         };
@@ -265,21 +280,26 @@ impl<T: Entry> Writer<T> {
             let mut batch = vec![first];
             batch.extend(rx.try_iter());
             let mut bytes = Vec::with_capacity(batch.len() * 256);
-            for p in &batch {
-                serde_json::to_writer(&mut bytes, &p.entry).expect("an entry always serializes");
+            for entry in batch.iter().filter_map(|p| p.entry.as_ref()) {
+                serde_json::to_writer(&mut bytes, entry).expect("an entry always serializes");
                 bytes.push(b'\n');
             }
-            let result = self
-                .file
-                .write_all(&bytes)
-                .and_then(|()| self.file.sync_data());
+            let result = if bytes.is_empty() {
+                Ok(())
+            } else {
+                self.file
+                    .write_all(&bytes)
+                    .and_then(|()| self.file.sync_data())
+            };
             match result {
                 Ok(()) => {
                     self.len += bytes.len() as u64;
                     self.healthy.store(true, Ordering::Relaxed);
                     let mut index = self.index.write().expect("not poisoned");
                     for p in batch.iter().filter(|p| !p.indexed) {
-                        index.insert(p.entry.clone());
+                        if let Some(entry) = &p.entry {
+                            index.insert(entry.clone());
+                        }
                     }
                     drop(index);
                     for p in batch {
@@ -393,6 +413,22 @@ mod tests {
         for line in text.lines() {
             serde_json::from_str::<Note>(line).expect("every line whole");
         }
+    }
+
+    #[tokio::test]
+    async fn a_flush_waits_for_what_was_appended_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.jsonl");
+        let j: Journal<Note> = Journal::open(&path).unwrap();
+        for i in 0..200 {
+            j.append_later(note("x", &i.to_string(), "later"));
+        }
+        j.flush().await;
+        // What a restart reads right after the flush.
+        let reopened: Journal<Note> = Journal::open(&path).unwrap();
+        assert_eq!(reopened.len(), 200);
+        j.flush().await;
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 200);
     }
 
     #[tokio::test]

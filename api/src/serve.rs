@@ -34,8 +34,18 @@ pub enum StartError {
 pub struct Built {
     pub router: axum::Router,
     pub backend: Arc<dyn Backend>,
+    pub events: Arc<Events>,
     /// The bootstrap admin's password, when this start generated it.
     pub generated_admin: Option<Generated>,
+}
+
+impl Built {
+    /// After the last answer: stops the backend's tasks, then waits until
+    /// every service event recorded is on disk (they are written behind).
+    pub async fn stop(&self) {
+        self.backend.shutdown();
+        self.events.flush().await;
+    }
 }
 
 pub async fn build(settings: &Settings) -> Result<Built, StartError> {
@@ -120,7 +130,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
         backend: backend.clone(),
         auth: Auth::new(users, Tokens::new(&secret, settings.token_ttl)),
         metrics,
-        events,
+        events: events.clone(),
         audit: Arc::new(audit),
         loki: loki.filter(|_| matches!(settings.audit_store, AuditStore::Loki)),
         limits: Limits { postgres_versions },
@@ -128,6 +138,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
     Ok(Built {
         router: router(app),
         backend,
+        events,
         generated_admin,
     })
 }
@@ -155,12 +166,13 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "pgplane serving");
     let service = built
         .router
+        .clone()
         .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(StartError::Serve)?;
-    built.backend.shutdown();
+    built.stop().await;
     match settings.backend {
         BackendKind::Local => {
             tracing::info!("pgplane stopped; the PostgreSQL servers keep running")

@@ -300,7 +300,7 @@ async fn servers_that_died_while_pgplane_was_down_are_started_again() {
     let app = TestApp::start().await;
     let editor = app.as_user("editor").await;
     orders_with_a_row(&app, &editor).await;
-    app.stop_pgplane();
+    app.stop_pgplane().await;
     for pid in app.running_servers() {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),

@@ -33,6 +33,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
     backend: std::sync::Arc<dyn pgplane::backend::Backend>,
+    events: std::sync::Arc<pgplane::events::Events>,
     server: tokio::task::JoinHandle<()>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -75,10 +76,13 @@ impl TestApp {
         app
     }
 
-    /// Stops this app's pgplane; its servers keep running, as in production.
-    pub fn stop_pgplane(&self) {
+    /// Stops this app's pgplane as `pgplane serve` stops (the backend's
+    /// tasks, then the events written behind); its servers keep running, as
+    /// in production.
+    pub async fn stop_pgplane(&self) {
         self.server.abort();
         self.backend.shutdown();
+        self.events.flush().await;
     }
 
     /// Stops this app's pgplane and starts another over the same data directory.
@@ -88,7 +92,7 @@ impl TestApp {
 
     /// Like [`TestApp::start_over`], with extra `pgplane serve` flags.
     pub async fn start_over_with(&self, extra: &[&str]) -> TestApp {
-        self.stop_pgplane();
+        self.stop_pgplane().await;
         TestApp::serve(self.data_dir.parent().unwrap(), extra).await
     }
 
@@ -141,6 +145,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             data_dir,
             backend: built.backend,
+            events: built.events,
             server,
             _tmp: None,
         }
