@@ -618,8 +618,12 @@ async fn events_over(callers: &[&Caller<'_>], name: &str, n: usize) -> Vec<Value
         let mut per = Vec::new();
         for c in callers {
             let (status, body) = c.get(&format!("/api/v1/databases/{name}/events")).await;
-            assert_eq!(status, 200, "{body}");
-            let items = body["items"].as_array().unwrap().clone();
+            // 404: this pgplane recorded nothing of a database now gone.
+            let items = match status {
+                StatusCode::OK => body["items"].as_array().unwrap().clone(),
+                StatusCode::NOT_FOUND => Vec::new(),
+                _ => panic!("{status} {body}"),
+            };
             per.push(
                 items
                     .iter()
@@ -703,6 +707,36 @@ async fn replicas_record_each_transition_once_and_a_new_pgplane_none_again() {
     assert_eq!(
         transitions(&all[steps.len()..]),
         pairs(&[("healthy", "degraded")])
+    );
+
+    // Deleted at once (no finalizer): no Cluster is left to annotate, and
+    // still one `deleting` over the three, claimed by the Kubernetes Event
+    // `<name>.<uid>.<transition number>` that only one of them can create.
+    let raw = raw_cluster(&kube, "orders").await.unwrap();
+    assert_eq!(
+        raw["metadata"]["annotations"]["pgplane.io/recorded-state"],
+        "degraded/6"
+    );
+    let uid = raw["metadata"]["uid"].as_str().unwrap().to_owned();
+    kube.clusters()
+        .delete("orders", &Default::default())
+        .await
+        .unwrap();
+    for (app, caller) in [(&one, &a), (&two, &b), (&three, &c)] {
+        app.wait_gone(caller, "orders", STATE_DEADLINE).await;
+    }
+    let all = events_over(&[&a, &b, &c], "orders", steps.len() + 2).await;
+    assert_eq!(
+        transitions(&all[steps.len() + 1..]),
+        pairs(&[("degraded", "deleting")])
+    );
+    let events: Api<KubeEvent> = Api::namespaced(kube.admin.clone(), NAMESPACE);
+    let claim = events.get(&format!("orders.{uid}.7")).await.unwrap();
+    assert_eq!(claim.reason.as_deref(), Some("Deleting"));
+    assert_eq!(claim.reporting_controller.as_deref(), Some("pgplane"));
+    assert_eq!(
+        claim.regarding.and_then(|r| r.uid).as_deref(),
+        Some(uid.as_str())
     );
 }
 

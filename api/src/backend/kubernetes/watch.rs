@@ -13,18 +13,22 @@
 //! the Cluster's resourceVersion as precondition before the event is
 //! recorded: of several replicas of pgplane, one records each transition,
 //! and a restarted pgplane (even without its data directory) starts from
-//! there. The transition is recorded by this process when the claim cannot
-//! be written (no permission, server gone): a duplicate is preferred to a
-//! loss.
+//! there. A Cluster that is gone leaves nothing to annotate: its `deleting`
+//! is claimed by creating its Kubernetes Event under a name made of the
+//! Cluster's uid and transition count, which only one replica can create.
+//! The transition is recorded by this process when the claim cannot be
+//! written (no permission, server gone): a duplicate is preferred to a loss.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -56,6 +60,10 @@ pub struct Observed {
     /// The Cluster is gone; kept so that a new Cluster of the same name
     /// starts a new life instead of a transition from `deleting`.
     pub gone: bool,
+    /// The Cluster's uid, and how many transitions its annotation counted:
+    /// what names the claim of its `deleting` once it is gone.
+    pub uid: Option<String>,
+    pub recorded: u64,
 }
 
 /// Which watch an error belongs to, for readiness.
@@ -73,6 +81,7 @@ pub async fn clusters(
     recorder: Recorder,
 ) {
     let api: Api<Cluster> = Api::namespaced(client.clone(), &shared.namespace);
+    let kube_events: Api<K8sEvent> = Api::namespaced(client.clone(), &shared.namespace);
     let config = watcher::Config::default().labels(cluster::MANAGED_SELECTOR);
     let mut stream = watcher(api.clone(), config).boxed();
     let mut listed: Option<HashSet<String>> = None;
@@ -103,13 +112,13 @@ pub async fn clusters(
                             .map(|(n, _)| n.clone())
                             .collect();
                         for name in vanished {
-                            gone(&shared, &recorder, &name, None);
+                            gone(&shared, &kube_events, &name, None).await;
                         }
                         shared.refresh_counts();
                         shared.set_synced(Feed::Clusters);
                     }
                     Event::Apply(c) => observe(&shared, &recorder, &api, &c, false).await,
-                    Event::Delete(c) => gone(&shared, &recorder, &c.name_any(), Some(&c)),
+                    Event::Delete(c) => gone(&shared, &kube_events, &c.name_any(), Some(&c)).await,
                 }
                 shared.changed.send_modify(|n| *n += 1);
             }
@@ -234,6 +243,8 @@ async fn observe(
             instances: c.spec.instances,
             created: created || state == State::Healthy,
             gone: false,
+            uid: c.metadata.uid.clone(),
+            recorded: recorded.map_or(0, |(_, n)| n),
         };
         observed.insert(name.clone(), entry.clone());
         (prev, state, phase, entry)
@@ -302,31 +313,100 @@ async fn claim(
 }
 
 /// A Cluster left the watch (deleted, or no longer labelled as pgplane's).
-fn gone(shared: &Shared, recorder: &Recorder, name: &str, last: Option<&Cluster>) {
-    let event = {
+/// `last` is the object as it went, when the watch saw it go.
+async fn gone(shared: &Shared, kube_events: &Api<K8sEvent>, name: &str, last: Option<&Cluster>) {
+    let claim = {
         let mut observed = shared.observed.write().expect("not poisoned");
         let Some(o) = observed.get_mut(name).filter(|o| !o.gone) else {
             return;
         };
-        let event = (o.state != State::Deleting).then(|| {
-            ServiceEvent::new(
+        if let Some(c) = last {
+            o.uid = c.metadata.uid.clone().or(o.uid.take());
+            o.recorded = cluster::recorded_state_of(c).map_or(o.recorded, |(_, n)| n);
+        }
+        let claim = (o.state != State::Deleting).then(|| {
+            let event = ServiceEvent::new(
                 name,
                 o.state,
                 State::Deleting,
                 PHASE_DELETED,
                 0,
                 o.instances,
-            )
+            );
+            (event, o.uid.clone(), o.recorded + 1)
         });
         o.state = State::Deleting;
         o.phase = PHASE_DELETED.into();
         o.gone = true;
-        event
+        claim
     };
-    if let Some(event) = event {
-        record(shared, recorder, event, last);
+    let Some((event, uid, count)) = claim else {
+        shared.refresh_counts();
+        return;
+    };
+    let reference = last.map_or_else(
+        || ObjectReference {
+            api_version: Some("postgresql.cnpg.io/v1".into()),
+            kind: Some("Cluster".into()),
+            name: Some(name.into()),
+            namespace: Some(shared.namespace.clone()),
+            uid: uid.clone(),
+            ..ObjectReference::default()
+        },
+        |c| c.object_ref(&()),
+    );
+    if claim_gone(kube_events, reference, uid.as_deref(), count, &event).await {
+        shared.events.record(event);
     }
     shared.refresh_counts();
+}
+
+/// Creates the Kubernetes Event of a gone Cluster's `deleting` under the
+/// name `<name>.<uid>.<count>`: of several replicas, the one whose create
+/// succeeds records the transition. `true` also when the Event cannot be
+/// created for another reason (a duplicate is preferred to a loss).
+async fn claim_gone(
+    kube_events: &Api<K8sEvent>,
+    reference: ObjectReference,
+    uid: Option<&str>,
+    count: u64,
+    event: &ServiceEvent,
+) -> bool {
+    let Some(uid) = uid else {
+        // Never seen with a uid (cannot happen with a real API server).
+        return true;
+    };
+    let object = K8sEvent {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{uid}.{count}", event.database)),
+            namespace: reference.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        action: Some("StateTransition".into()),
+        reason: Some(reason(State::Deleting).into()),
+        note: Some(note(event)),
+        type_: Some("Normal".into()),
+        regarding: Some(reference),
+        reporting_controller: Some(super::FIELD_MANAGER.into()),
+        reporting_instance: Some(reporting_instance()),
+        ..K8sEvent::default()
+    };
+    match kube_events.create(&PostParams::default(), &object).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 409 => false,
+        Err(e) => {
+            tracing::warn!(database = %event.database, error = %e, "cannot create the Kubernetes Event that claims a deletion; recording it here");
+            true
+        }
+    }
+}
+
+/// This replica, as the Recorder names it: the host (the pod) name.
+fn reporting_instance() -> String {
+    Reporter::from(super::FIELD_MANAGER)
+        .instance
+        .unwrap_or_else(|| super::FIELD_MANAGER.into())
 }
 
 /// One transition: the service event (stdout and the store) at once, the
@@ -343,17 +423,7 @@ fn record(shared: &Shared, recorder: &Recorder, event: ServiceEvent, on: Option<
                 _ => EventType::Normal,
             },
             reason: reason(event.to).into(),
-            note: Some(truncate(
-                &format!(
-                    "{} -> {}: {} ({}/{} instances ready)",
-                    event.from.as_str(),
-                    event.to.as_str(),
-                    event.phase,
-                    event.ready_instances,
-                    event.instances
-                ),
-                1000,
-            )),
+            note: Some(note(&event)),
             action: "StateTransition".into(),
             secondary: None,
         };
@@ -381,6 +451,21 @@ fn reason(state: State) -> &'static str {
         State::Failed => "Failed",
         State::Unknown => "UnknownPhase",
     }
+}
+
+/// The Event `note` of a transition (Kubernetes allows 1 kB).
+fn note(event: &ServiceEvent) -> String {
+    truncate(
+        &format!(
+            "{} -> {}: {} ({}/{} instances ready)",
+            event.from.as_str(),
+            event.to.as_str(),
+            event.phase,
+            event.ready_instances,
+            event.instances
+        ),
+        1000,
+    )
 }
 
 fn truncate(s: &str, max: usize) -> String {
