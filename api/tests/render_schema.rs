@@ -101,7 +101,31 @@ fn every_rendered_cluster_passes_the_upstream_schema() {
                "labels": {"a": "b", "c.d/e_f": "G-h.i"}}),
         json!({"name": "q", "storage": "2048Mi", "postgres_version": 16, "parameters": {}, "labels": {}}),
     ];
-    for body in specs {
+    // And every combination of the fields' kinds of values.
+    let mut sweep = Vec::new();
+    for instances in [1, 2, 9] {
+        for version in [14, 15, 16, 17, 18] {
+            for storage in ["1Gi", "750Mi", "3T", "0.5Ti"] {
+                for parameters in [
+                    json!({}),
+                    json!({"max_connections": 500, "huge_pages": "off", "fsync": true, "cpu_tuple_cost": 0.02}),
+                ] {
+                    for labels in [
+                        json!({}),
+                        json!({"env": "prod", "team.example.com/owner": "x"}),
+                    ] {
+                        sweep.push(json!({
+                            "name": format!("s-{instances}-{version}-{}", sweep.len()),
+                            "instances": instances, "postgres_version": version,
+                            "storage": storage, "parameters": parameters, "labels": labels,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(sweep.len(), 240);
+    for body in specs.into_iter().chain(sweep) {
         let spec = parse_create(&body, &limits()).expect("a valid spec");
         for stamp in [
             Stamp {
