@@ -105,7 +105,7 @@ fn every_rendered_cluster_passes_the_upstream_schema() {
     let mut sweep = Vec::new();
     for instances in [1, 2, 9] {
         for version in [14, 15, 16, 17, 18] {
-            for storage in ["1Gi", "750Mi", "3T", "0.5Ti"] {
+            for storage in ["1Gi", "1536Mi", "3T", "0.5Ti"] {
                 for parameters in [
                     json!({}),
                     json!({"max_connections": 500, "huge_pages": "off", "fsync": true, "cpu_tuple_cost": 0.02}),
