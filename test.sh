@@ -12,7 +12,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (real PostgreSQL)"
 cargo test --locked
 step "schemathesis against /api/v1/openapi.json"
