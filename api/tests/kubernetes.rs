@@ -513,23 +513,9 @@ async fn an_api_server_restart_mid_watch_loses_and_repeats_no_transition() {
 
     kube.stop_apiserver();
     // Reads keep serving the cache, marked stale; writes answer 503.
-    let until = Instant::now() + STATE_DEADLINE;
-    loop {
-        let r = alice
-            .request(Method::GET, "/api/v1/databases/orders")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        if r.headers().get("x-pgplane-cache").is_some() {
-            assert!(r.headers()["warning"].to_str().unwrap().starts_with("110 "));
-            let db: Value = r.json().await.unwrap();
-            assert_eq!(db["state"], "healthy");
-            break;
-        }
-        assert!(Instant::now() < until, "reads never marked stale");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (headers, db) = wait_stale(&alice, "orders").await;
+    assert!(headers["warning"].to_str().unwrap().starts_with("110 "));
+    assert_eq!(db["state"], "healthy");
     let (status, problem) = alice
         .post("/api/v1/databases", json!({"name": "other"}))
         .await;
@@ -564,6 +550,112 @@ async fn an_api_server_restart_mid_watch_loses_and_repeats_no_transition() {
             ("healthy", "degraded"),
             ("creating", "healthy")
         ])
+    );
+    let r = alice
+        .request(Method::GET, "/api/v1/databases/orders")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("x-pgplane-cache").is_none());
+}
+
+/// Waits until pgplane answers reads from its cache marked stale (it has
+/// noticed that it lost the API server); returns that answer.
+async fn wait_stale(caller: &Caller<'_>, name: &str) -> (reqwest::header::HeaderMap, Value) {
+    let until = Instant::now() + STATE_DEADLINE;
+    loop {
+        let r = caller
+            .request(Method::GET, &format!("/api/v1/databases/{name}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        if r.headers().get("x-pgplane-cache").is_some() {
+            return (r.headers().clone(), r.json().await.unwrap());
+        }
+        assert!(Instant::now() < until, "reads never marked stale");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_watch_resumes_a_watch_that_cannot_lists_again_and_none_loses_or_repeats() {
+    let mut kube = KubeServer::start().await;
+    kube.restart_apiserver_without_watch_cache().await;
+    let proxy = kube_support::Cuttable::start(kube.api_port).await;
+    let args = serve_args(&kube.kubeconfig_through("admin", &proxy));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let app = TestApp::start_with(&args).await;
+    app.wait_ready(200, Duration::from_secs(30)).await;
+    let alice = app.as_user("editor").await;
+    let (status, _) = alice
+        .post(
+            "/api/v1/databases",
+            json!({"name": "orders", "instances": 2}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    kube.play_status("orders", HEALTHY, 2, 2).await;
+    app.wait_state(&alice, "orders", "healthy", STATE_DEADLINE)
+        .await;
+    events_exactly(&alice, "orders", 1).await;
+
+    // The connection drops, and a transition happens meanwhile: the watch
+    // resumes from where it was (no new list) and records it once.
+    let lists = kube.requests("clusters", "LIST").await;
+    proxy.cut();
+    wait_stale(&alice, "orders").await;
+    kube.play_status("orders", "Waiting for the instances to become active", 1, 2)
+        .await;
+    proxy.resume();
+    app.wait_state(&alice, "orders", "degraded", STATE_DEADLINE)
+        .await;
+    events_exactly(&alice, "orders", 2).await;
+    assert_eq!(
+        kube.requests("clusters", "LIST").await,
+        lists,
+        "resumed, not listed"
+    );
+
+    // Again, and etcd compacts its history at exactly the version of the
+    // change: this API server then fails the resumed watch with a 500 for
+    // as long as it is asked for the version before; after a few failures
+    // in a row the watch lists again, and records the transition once.
+    proxy.cut();
+    wait_stale(&alice, "orders").await;
+    kube.play_status("orders", HEALTHY, 2, 2).await;
+    let raw = raw_cluster(&kube, "orders").await.unwrap();
+    kube.compact(raw["metadata"]["resourceVersion"].as_str().unwrap())
+        .await;
+    proxy.resume();
+    app.wait_state(&alice, "orders", "healthy", STATE_DEADLINE)
+        .await;
+    events_exactly(&alice, "orders", 3).await;
+    let relisted = kube.requests("clusters", "LIST").await;
+    assert!(relisted > lists, "the watch did not list again");
+
+    // Once more, compacted past the version the watch would resume from:
+    // the API server answers 410 Gone, and the watch lists again.
+    proxy.cut();
+    wait_stale(&alice, "orders").await;
+    kube.play_status("orders", "Failing over", 1, 2).await;
+    kube.compact(&kube.bump_revision().await).await;
+    proxy.resume();
+    app.wait_state(&alice, "orders", "failing_over", STATE_DEADLINE)
+        .await;
+    let events = events_exactly(&alice, "orders", 4).await;
+    assert_eq!(
+        transitions(&events),
+        pairs(&[
+            ("healthy", "failing_over"),
+            ("degraded", "healthy"),
+            ("healthy", "degraded"),
+            ("creating", "healthy")
+        ])
+    );
+    assert!(
+        kube.requests("clusters", "LIST").await > relisted,
+        "the 410 did not make the watch list again"
     );
     let r = alice
         .request(Method::GET, "/api/v1/databases/orders")

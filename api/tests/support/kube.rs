@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Config};
@@ -76,6 +76,7 @@ pub async fn client_of(kubeconfig: &Path) -> Client {
 pub struct KubeServer {
     pub dir: tempfile::TempDir,
     pub api_port: u16,
+    etcd_port: u16,
     etcd: Child,
     apiserver: Option<Child>,
     apiserver_args: Vec<String>,
@@ -157,6 +158,7 @@ impl KubeServer {
         let mut server = KubeServer {
             dir,
             api_port,
+            etcd_port,
             etcd,
             apiserver: None,
             apiserver_args,
@@ -179,6 +181,16 @@ impl KubeServer {
 
     pub fn kubeconfig(&self, user: &str) -> PathBuf {
         self.dir.path().join(format!("{user}.kubeconfig"))
+    }
+
+    /// A kubeconfig of `user` that reaches the API server through `proxy`.
+    pub fn kubeconfig_through(&self, user: &str, proxy: &Cuttable) -> PathBuf {
+        let path = self
+            .dir
+            .path()
+            .join(format!("{user}-{}.kubeconfig", proxy.port));
+        std::fs::write(&path, kubeconfig(proxy.port, user)).unwrap();
+        path
     }
 
     /// Starts kube-apiserver (again, on the same port, over the same etcd)
@@ -218,6 +230,44 @@ impl KubeServer {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Restarts kube-apiserver without its watch cache, so that watches are
+    /// served by etcd itself and a compaction makes an old resourceVersion
+    /// answer 410 Gone (the cache would keep serving it).
+    pub async fn restart_apiserver_without_watch_cache(&mut self) {
+        self.stop_apiserver();
+        self.apiserver_args.push("--watch-cache=false".into());
+        self.start_apiserver().await;
+    }
+
+    /// Compacts etcd's history up to `revision` (a resourceVersion): a watch
+    /// from an older one is then answered 410 Gone.
+    pub async fn compact(&self, revision: &str) {
+        let url = format!("http://127.0.0.1:{}/v3/kv/compaction", self.etcd_port);
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"revision": revision, "physical": true}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "compaction: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// Makes one write that concerns no Cluster; answers its
+    /// resourceVersion, the newest revision of etcd.
+    pub async fn bump_revision(&self) -> String {
+        let maps: Api<ConfigMap> = Api::namespaced(self.admin.clone(), NAMESPACE);
+        let map: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"generateName": "bump-"},
+        }))
+        .unwrap();
+        let made = maps.create(&PostParams::default(), &map).await.unwrap();
+        made.metadata.resource_version.unwrap()
     }
 
     /// Kills kube-apiserver (by its pid); etcd keeps the data.
@@ -361,3 +411,62 @@ async fn install_crds(admin: &Client, dir: &Path) {
 }
 
 use serde::Deserialize;
+
+/// A TCP proxy in front of the API server that a test can cut: while cut,
+/// it drops every connection it carries and refuses new ones. A network
+/// partition between pgplane and the API server, with the server itself up
+/// (the test still reaches it directly).
+pub struct Cuttable {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Cuttable {
+    pub async fn start(target_port: u16) -> Cuttable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let cut_rx = cut.subscribe();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if *cut_rx.borrow() {
+                    continue; // dropped: the connection is refused
+                }
+                let mut cut_rx = cut_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        })
+        .abort_handle();
+        Cuttable { port, cut, task }
+    }
+
+    /// Drops every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Cuttable {
+    fn drop(&mut self) {
+        self.cut.send_replace(true);
+        self.task.abort();
+    }
+}

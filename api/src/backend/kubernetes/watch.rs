@@ -45,6 +45,10 @@ pub const PHASE_DELETING: &str = "Deleting";
 pub const PHASE_DELETED: &str = "Deleted";
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// After this many failures in a row of a reachable API server, the watch
+/// starts over with a list instead of resuming from its resourceVersion:
+/// some failures repeat for as long as that version is asked for.
+const RELIST_AFTER: u32 = 5;
 /// The field manager of the recorded-state annotation.
 pub const WATCHER_MANAGER: &str = "pgplane-watcher";
 
@@ -83,13 +87,13 @@ pub async fn clusters(
     let api: Api<Cluster> = Api::namespaced(client.clone(), &shared.namespace);
     let kube_events: Api<K8sEvent> = Api::namespaced(client.clone(), &shared.namespace);
     let config = watcher::Config::default().labels(cluster::MANAGED_SELECTOR);
-    let mut stream = watcher(api.clone(), config).boxed();
+    let mut stream = watcher(api.clone(), config.clone()).boxed();
     let mut listed: Option<HashSet<String>> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut retry = Retry::default();
     loop {
         match stream.next().await {
             Some(Ok(event)) => {
-                backoff = Duration::from_millis(100);
+                retry = Retry::default();
                 shared.clear_error(Feed::Clusters);
                 writer.apply_watcher_event(&event);
                 match event {
@@ -123,13 +127,10 @@ pub async fn clusters(
                 shared.changed.send_modify(|n| *n += 1);
             }
             Some(Err(e)) => {
-                if is_gone(&e) {
-                    // 410: the watcher lists again by itself; not an outage.
-                    continue;
+                let relist = retry.failed(&shared, Feed::Clusters, &e, &client).await;
+                if relist {
+                    stream = watcher(api.clone(), config.clone()).boxed();
                 }
-                backoff = shared
-                    .watch_failed(Feed::Clusters, &e, &client, backoff)
-                    .await;
             }
             None => return,
         }
@@ -140,12 +141,12 @@ pub async fn clusters(
 pub async fn services(shared: Arc<Shared>, client: Client, mut writer: Writer<Service>) {
     let api: Api<Service> = Api::namespaced(client.clone(), &shared.namespace);
     let config = watcher::Config::default().labels("cnpg.io/cluster");
-    let mut stream = watcher(api, config).boxed();
-    let mut backoff = Duration::from_millis(100);
+    let mut stream = watcher(api.clone(), config.clone()).boxed();
+    let mut retry = Retry::default();
     loop {
         match stream.next().await {
             Some(Ok(event)) => {
-                backoff = Duration::from_millis(100);
+                retry = Retry::default();
                 shared.clear_error(Feed::Services);
                 writer.apply_watcher_event(&event);
                 if matches!(event, Event::InitDone) {
@@ -153,14 +154,59 @@ pub async fn services(shared: Arc<Shared>, client: Client, mut writer: Writer<Se
                 }
                 shared.changed.send_modify(|n| *n += 1);
             }
-            Some(Err(e)) if is_gone(&e) => continue,
             Some(Err(e)) => {
-                backoff = shared
-                    .watch_failed(Feed::Services, &e, &client, backoff)
-                    .await;
+                if retry.failed(&shared, Feed::Services, &e, &client).await {
+                    stream = watcher(api.clone(), config.clone()).boxed();
+                }
             }
             None => return,
         }
+    }
+}
+
+/// How a watch recovers from its errors.
+struct Retry {
+    backoff: Duration,
+    /// Failures in a row while the API server answered.
+    failures: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            backoff: Duration::from_millis(100),
+            failures: 0,
+        }
+    }
+}
+
+impl Retry {
+    /// Notes the error and waits as [`Shared::watch_failed`] says; `true`
+    /// when the watch must start over with a list rather than resume.
+    async fn failed(
+        &mut self,
+        shared: &Shared,
+        feed: Feed,
+        e: &watcher::Error,
+        client: &Client,
+    ) -> bool {
+        if matches!(e, watcher::Error::WatchError(_)) && is_gone(e) {
+            // A 410 in the stream: the watcher lists again by itself.
+            return false;
+        }
+        if !is_unreachable(e) {
+            self.failures += 1;
+        }
+        self.backoff = shared.watch_failed(feed, e, client, self.backoff).await;
+        // A 410 answering the watch request itself leaves the watcher
+        // resuming from the version that is gone, as do failures that
+        // repeat for that version: start over with a list.
+        if is_gone(e) || self.failures >= RELIST_AFTER {
+            tracing::warn!(error = %e, failures = self.failures, "a watch cannot resume; listing again");
+            self.failures = 0;
+            return true;
+        }
+        false
     }
 }
 
