@@ -167,15 +167,20 @@ class Pgplane:
         self.wait(name, lambda s, b: s == 404)
 
     def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        return rss_kib(self.proc.pid)
 
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=20)
+
+
+def rss_kib(pid):
+    """Resident memory of process `pid`, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def remove_root(root):

@@ -36,7 +36,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from create_bench import free_port, write_report  # noqa: E402
+from create_bench import free_port, rss_kib, write_report  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTBIN = os.environ.get("PGPLANE_TESTBIN", os.path.join(REPO, "..", "shared", "testbin"))
@@ -187,11 +187,7 @@ class Pgplane:
             return e.code, json.loads(e.read() or b"null")
 
     def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        return rss_kib(self.proc.pid)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

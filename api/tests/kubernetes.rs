@@ -7,8 +7,6 @@
 //! `live_lifecycle` runs the same life against a real cluster with CNPG
 //! when `PGPLANE_E2E_KUBECONFIG` is set (the operator drives status then).
 
-#[path = "support/kube.rs"]
-mod kube_support;
 mod support;
 
 use std::path::Path;
@@ -22,9 +20,9 @@ use kube::Api;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use kube_support::{KubeServer, NAMESPACE, SA_USER};
 use pgplane::backend::kubernetes::cluster::{self, Cluster};
 use pgplane::backend::kubernetes::rbac;
+use support::kube::{Cuttable, KubeServer, NAMESPACE, SA_USER};
 use support::{Caller, TestApp};
 
 const STATE_DEADLINE: Duration = Duration::from_secs(10);
@@ -582,7 +580,7 @@ async fn wait_stale(caller: &Caller<'_>, name: &str) -> (reqwest::header::Header
 async fn a_cut_watch_resumes_a_watch_that_cannot_lists_again_and_none_loses_or_repeats() {
     let mut kube = KubeServer::start().await;
     kube.restart_apiserver_without_watch_cache().await;
-    let proxy = kube_support::Cuttable::start(kube.api_port).await;
+    let proxy = Cuttable::start(kube.api_port).await;
     let args = serve_args(&kube.kubeconfig_through("admin", &proxy));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let app = TestApp::start_with(&args).await;

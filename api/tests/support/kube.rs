@@ -20,6 +20,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Config};
+
+use super::free_port;
 use serde_json::json;
 
 use pgplane::backend::kubernetes::cluster::Cluster;
@@ -28,11 +30,9 @@ pub const NAMESPACE: &str = "databases";
 /// The user the `sa` kubeconfig authenticates as.
 pub const SA_USER: &str = "system:serviceaccount:databases:pgplane";
 
-fn testbin() -> PathBuf {
-    let dir = std::env::var_os("PGPLANE_TESTBIN").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testbin"),
-        PathBuf::from,
-    );
+/// The test servers' directory, with what this harness needs in it.
+fn kube_testbin() -> PathBuf {
+    let dir = super::testbin();
     assert!(
         dir.join("kube-apiserver").is_file(),
         "kube-apiserver not found in {} (set PGPLANE_TESTBIN to the directory of the test binaries)",
@@ -53,14 +53,6 @@ fn etcd() -> PathBuf {
             .find(|p| p.is_file())
     });
     found.expect("etcd is not on PATH: install Debian's etcd-server (apt-get install etcd-server)")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A client from a kubeconfig file.
@@ -91,7 +83,7 @@ impl KubeServer {
 
     /// Like [`KubeServer::start`], without the CNPG CRDs when `crds` is false.
     pub async fn start_with(crds: bool) -> KubeServer {
-        let bin = testbin();
+        let bin = kube_testbin();
         let etcd_bin = etcd();
         let dir = tempfile::Builder::new()
             .prefix("pgplane-kube-")
@@ -203,7 +195,7 @@ impl KubeServer {
             .append(true)
             .open(d.join("apiserver.log"))
             .unwrap();
-        let child = Command::new(testbin().join("kube-apiserver"))
+        let child = Command::new(kube_testbin().join("kube-apiserver"))
             .args(&self.apiserver_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

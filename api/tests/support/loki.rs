@@ -3,9 +3,10 @@
 //! directory; or, when `PGPLANE_E2E_LOKI_URL` is set, that existing Loki.
 //! Dropping a started Loki stops it (by the pid it was started with).
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::{free_port, testbin};
 
 pub struct Loki {
     pub url: String,
@@ -17,22 +18,6 @@ struct Started {
     dir: tempfile::TempDir,
     port: u16,
     grpc_port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Where the test servers are: `PGPLANE_TESTBIN`, else `../shared/testbin`.
-pub fn testbin() -> PathBuf {
-    std::env::var_os("PGPLANE_TESTBIN").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testbin"),
-        PathBuf::from,
-    )
 }
 
 impl Loki {

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod kube;
 pub mod loki;
 pub mod served;
 
@@ -356,4 +357,21 @@ pub async fn connect(uri: &str) -> tokio_postgres::Client {
         let _ = conn.await;
     });
     client
+}
+
+/// Where the test servers are: `PGPLANE_TESTBIN`, else `../shared/testbin`.
+pub fn testbin() -> PathBuf {
+    std::env::var_os("PGPLANE_TESTBIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testbin"),
+        PathBuf::from,
+    )
+}
+
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
