@@ -83,6 +83,21 @@ impl KubeServer {
 
     /// Like [`KubeServer::start`], without the CNPG CRDs when `crds` is false.
     pub async fn start_with(crds: bool) -> KubeServer {
+        // Ports are picked free and bound by the servers a moment later:
+        // another test may take one in between. Then the start is tried
+        // again on other ports.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match KubeServer::try_start(crds).await {
+                Ok(server) => return server,
+                Err(e) if e.contains("address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the test API server found no free ports in 3 tries: {last}");
+    }
+
+    async fn try_start(crds: bool) -> Result<KubeServer, String> {
         let bin = kube_testbin();
         let etcd_bin = etcd();
         let dir = tempfile::Builder::new()
@@ -156,7 +171,7 @@ impl KubeServer {
             apiserver_args,
             admin,
         };
-        server.start_apiserver().await;
+        server.try_start_apiserver().await?;
         let namespaces: Api<Namespace> = Api::all(server.admin.clone());
         namespaces
             .create(
@@ -168,7 +183,7 @@ impl KubeServer {
         if crds {
             install_crds(&server.admin, &bin.join("cnpg-crds-k8s-1.20")).await;
         }
-        server
+        Ok(server)
     }
 
     pub fn kubeconfig(&self, user: &str) -> PathBuf {
@@ -188,6 +203,12 @@ impl KubeServer {
     /// Starts kube-apiserver (again, on the same port, over the same etcd)
     /// and waits until it is ready.
     pub async fn start_apiserver(&mut self) {
+        if let Err(e) = self.try_start_apiserver().await {
+            panic!("{e}");
+        }
+    }
+
+    async fn try_start_apiserver(&mut self) -> Result<(), String> {
         assert!(self.apiserver.is_none(), "already running");
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new()
@@ -207,13 +228,20 @@ impl KubeServer {
         loop {
             let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
             if self.admin.request_text(req).await.is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.apiserver.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "kube-apiserver exited ({status}); see {}",
-                    d.join("apiserver.log").display()
-                );
+                self.apiserver = None;
+                return Err(format!(
+                    "kube-apiserver exited ({status}):\n{}",
+                    tail(&d.join("apiserver.log"))
+                ));
+            }
+            if let Some(status) = self.etcd.try_wait().unwrap() {
+                return Err(format!(
+                    "etcd exited ({status}):\n{}",
+                    tail(&d.join("etcd.log"))
+                ));
             }
             assert!(
                 Instant::now() < until,
@@ -346,6 +374,14 @@ impl Drop for KubeServer {
         let _ = self.etcd.kill();
         let _ = self.etcd.wait();
     }
+}
+
+/// The last lines of a log file, for a failure message (the directory
+/// goes with the test).
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 fn kubeconfig(port: u16, user: &str) -> String {
