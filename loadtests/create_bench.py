@@ -107,7 +107,10 @@ def bare_stop(dirs, bins):
 
 
 class Pgplane:
-    def __init__(self, binary, root, extra_env=None):
+    """`pgplane serve` on a free port over `root`, logged in as admin.
+    Waits until `ready_path` answers 200, for at most `start_s` seconds."""
+
+    def __init__(self, binary, root, extra_env=None, ready_path="/healthz", start_s=30):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PGPLANE_")}
@@ -118,10 +121,10 @@ class Pgplane:
         env.update(extra_env or {})
         self.log = open(os.path.join(root, "pgplane.log"), "w")
         self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_s
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}{ready_path}", timeout=1)
                 break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:

@@ -25,7 +25,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -36,13 +35,12 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from create_bench import free_port, rss_kib, write_report  # noqa: E402
+from create_bench import Pgplane, free_port, write_report  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTBIN = os.environ.get("PGPLANE_TESTBIN", os.path.join(REPO, "..", "shared", "testbin"))
 NAMESPACE = "databases"
 JWT_SECRET = "bench-secret-bench-secret-bench-secret!"
-ADMIN_PASSWORD = "bench-admin-password"
 HEALTHY = "Cluster in healthy state"
 WAITING = "Waiting for the instances to become active"
 
@@ -148,50 +146,14 @@ current-context: test
             p.wait()
 
 
-class Pgplane:
-    def __init__(self, binary, root, kubeconfig):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/api/v1"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PGPLANE_")}
-        env.update(PGPLANE_BACKEND="kubernetes", PGPLANE_KUBECONFIG=kubeconfig,
-                   PGPLANE_NAMESPACE=NAMESPACE, PGPLANE_DATA_DIR=os.path.join(root, "data"),
-                   PGPLANE_LISTEN=f"127.0.0.1:{self.port}", PGPLANE_JWT_SECRET=JWT_SECRET,
-                   PGPLANE_ADMIN_PASSWORD=ADMIN_PASSWORD, PGPLANE_LOG="warn")
-        self.log = open(os.path.join(root, "pgplane.log"), "w")
-        self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=self.log)
-        self.token = None
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1)
-                break
-            except (OSError, urllib.error.URLError):
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise SystemExit("pgplane did not become ready; see " + self.log.name)
-                time.sleep(0.05)
-        self.token = self.call("POST", "/auth/login",
-                               {"username": "admin", "password": ADMIN_PASSWORD})[1]["access_token"]
-
-    def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        if data is not None:
-            req.add_header("content-type", "application/json")
-        if self.token:
-            req.add_header("authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                text = r.read()
-                return r.status, json.loads(text) if text else None
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def rss_kib(self):
-        return rss_kib(self.proc.pid)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=20)
+def serve(binary, root, kubeconfig):
+    """pgplane on the kubernetes backend, ready once its caches are filled."""
+    return Pgplane(binary, root, {
+        "PGPLANE_BACKEND": "kubernetes",
+        "PGPLANE_KUBECONFIG": kubeconfig,
+        "PGPLANE_NAMESPACE": NAMESPACE,
+        "PGPLANE_JWT_SECRET": JWT_SECRET,
+    }, ready_path="/readyz", start_s=60)
 
 
 K6_SCRIPT = """
@@ -264,7 +226,7 @@ def main():
     load_start = os.getloadavg()
     try:
         kube = KubeServer(root)
-        app = Pgplane(os.path.abspath(args.binary), root, kube.kubeconfig)
+        app = serve(os.path.abspath(args.binary), root, kube.kubeconfig)
         names = [f"db-{i:04d}" for i in range(args.clusters)]
         create_s = []
         for i, name in enumerate(names):
