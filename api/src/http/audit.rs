@@ -77,16 +77,35 @@ pub async fn audited(State(app): State<AppState>, mut req: Request, next: Next) 
     }
 }
 
+/// The query parameters both audit routes take, for the OpenAPI document
+/// only: [`AuditQuery::parse`] reads them (and refuses unknown ones).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct AuditFilters {
+    /// RFC 3339 time; records at or after it
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// RFC 3339 time; records before it
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<String>,
+    /// Only this action
+    action: Option<Action>,
+    /// Only this username
+    #[param(min_length = 1, max_length = 256)]
+    actor: Option<String>,
+    /// At most this many, 1 to 1000 (default 100)
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The next_cursor of the previous page
+    cursor: Option<String>,
+}
+
 /// Audit records of one database, newest first; also after it is deleted.
 #[utoipa::path(get, path = "/api/v1/databases/{name}/audit", tag = "audit", security(("bearer" = [])),
     params(
         ("name" = String, Path),
-        ("since" = Option<String>, Query, description = "RFC 3339 time; records at or after it", format = DateTime),
-        ("until" = Option<String>, Query, description = "RFC 3339 time; records before it", format = DateTime),
-        ("action" = Option<Action>, Query, description = "Only this action"),
-        ("actor" = Option<String>, Query, description = "Only this username", min_length = 1, max_length = 256),
-        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
-        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"),
+        AuditFilters,
     ),
     responses(
         (status = 200, body = AuditPage),
@@ -113,13 +132,8 @@ pub async fn of_database(
 /// Every audit record, newest first (admins only).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])),
     params(
-        ("since" = Option<String>, Query, description = "RFC 3339 time; records at or after it", format = DateTime),
-        ("until" = Option<String>, Query, description = "RFC 3339 time; records before it", format = DateTime),
-        ("action" = Option<Action>, Query, description = "Only this action"),
-        ("actor" = Option<String>, Query, description = "Only this username", min_length = 1, max_length = 256),
+        AuditFilters,
         ("database" = Option<String>, Query, description = "Only this database"),
-        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
-        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"),
     ),
     responses(
         (status = 200, body = AuditPage),
