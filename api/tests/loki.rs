@@ -252,13 +252,7 @@ async fn loki_down_gives_503_and_readyz_names_it_then_everything_recovers() {
     let app = start(&loki, &sel).await;
     let admin = app.as_user("admin").await;
     until_count(&admin, "/api/v1/audit", 1).await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(app.readyz().await.0, 200);
 
     loki.stop();
     let (status, problem) = admin.get("/api/v1/audit").await;
@@ -270,14 +264,8 @@ async fn loki_down_gives_503_and_readyz_names_it_then_everything_recovers() {
     );
     let (status, _) = admin.get("/api/v1/databases/none/events").await;
     assert_eq!(status, 503);
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: Value = ready.json().await.unwrap();
+    let (status, body) = app.readyz().await;
+    assert_eq!(status, 503);
     assert!(body["failing"].to_string().contains("Loki"), "{body}");
     // Changes do not need Loki: the record is printed, and pushed later.
     let (status, _) = admin
@@ -286,13 +274,7 @@ async fn loki_down_gives_503_and_readyz_names_it_then_everything_recovers() {
     assert_eq!(status, 422);
 
     loki.resume();
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(app.readyz().await.0, 200);
     let records = until_count(&admin, "/api/v1/audit", 2).await;
     assert_eq!(
         records[0]["status"], 422,

@@ -97,13 +97,18 @@ impl TestApp {
         TestApp::serve(self.data_dir.parent().unwrap(), extra).await
     }
 
+    /// What `/readyz` answers now: its status and body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let r = self.request(Method::GET, "/readyz").send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
     /// Waits until `/readyz` answers `status` (200 or 503) and returns its body.
     pub async fn wait_ready(&self, status: u16, deadline: Duration) -> Value {
         let until = Instant::now() + deadline;
         loop {
-            let r = self.request(Method::GET, "/readyz").send().await.unwrap();
-            let got = r.status().as_u16();
-            let body: Value = r.json().await.unwrap();
+            let (got, body) = self.readyz().await;
             if got == status {
                 return body;
             }
