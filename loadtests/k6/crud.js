@@ -12,7 +12,7 @@
 // than hanging it), and no database left behind by an iteration.
 
 import { QUICK, envNumber, login } from './lib.js';
-import { lifecycle, cleanup } from './lifecycle.js';
+import { lifecycle, cleanup, lifecycleScenario, lifecycleTimeouts } from './lifecycle.js';
 
 const VUS = envNumber('CRUD_VUS', 10);
 const SECONDS = envNumber('CRUD_SECONDS', QUICK ? 30 : 120);
@@ -20,16 +20,9 @@ const WAIT_SECONDS = envNumber('CRUD_WAIT_SECONDS', 120);
 
 export const options = {
   scenarios: {
-    lifecycle: {
-      executor: 'constant-vus',
-      vus: VUS,
-      duration: `${SECONDS}s`,
-      // An iteration running at the end finishes (and deletes its database).
-      gracefulStop: `${3 * WAIT_SECONDS}s`,
-    },
+    lifecycle: lifecycleScenario(VUS, SECONDS, WAIT_SECONDS),
   },
-  setupTimeout: '120s',
-  teardownTimeout: `${2 * WAIT_SECONDS}s`,
+  ...lifecycleTimeouts(WAIT_SECONDS),
   thresholds: {
     checks: ['rate==1'],
     http_req_failed: ['rate==0'],

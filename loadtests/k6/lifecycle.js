@@ -17,6 +17,26 @@ const deleteToGone = new Trend('crud_delete_to_gone', true);
 const lifecycles = new Counter('crud_lifecycles_completed');
 const leftovers = new Counter('crud_databases_left_by_iterations');
 
+/**
+ * `vus` users running lifecycles back to back for `seconds` (as `exec`, when
+ * given). An iteration still running at the end finishes, and so deletes
+ * its database: each of its three waits may take `waitSeconds`.
+ */
+export function lifecycleScenario(vus, seconds, waitSeconds, exec) {
+  return {
+    executor: 'constant-vus',
+    ...(exec ? { exec } : {}),
+    vus,
+    duration: `${seconds}s`,
+    gracefulStop: `${3 * waitSeconds}s`,
+  };
+}
+
+/** Time for setup (a login) and for teardown's cleanup of what was left. */
+export function lifecycleTimeouts(waitSeconds) {
+  return { setupTimeout: '120s', teardownTimeout: `${2 * waitSeconds}s` };
+}
+
 /** One lifecycle; every wait gives up after `waitSeconds`. */
 export function lifecycle(token, waitSeconds) {
   const name = `k6-crud-${exec.vu.idInTest}-${exec.vu.iterationInScenario}-${Date.now().toString(36)}`;

@@ -15,7 +15,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { API, QUICK, envNumber, login, authed } from './lib.js';
-import { lifecycle, cleanup } from './lifecycle.js';
+import { lifecycle, cleanup, lifecycleScenario, lifecycleTimeouts } from './lifecycle.js';
 
 const SECONDS = envNumber('MIXED_SECONDS', QUICK ? 30 : 60);
 const WRITERS = envNumber('MIXED_WRITERS', 2);
@@ -41,16 +41,9 @@ export const options = {
     events: arrivals('events', 20),
     credentials: arrivals('credentials', 5),
     logins: arrivals('goodLogin', 1, '10s'),
-    writers: {
-      executor: 'constant-vus',
-      exec: 'write',
-      vus: WRITERS,
-      duration: `${SECONDS}s`,
-      gracefulStop: `${3 * WAIT_SECONDS}s`,
-    },
+    writers: lifecycleScenario(WRITERS, SECONDS, WAIT_SECONDS, 'write'),
   },
-  setupTimeout: '120s',
-  teardownTimeout: `${2 * WAIT_SECONDS}s`,
+  ...lifecycleTimeouts(WAIT_SECONDS),
   thresholds: {
     checks: ['rate==1'],
     http_req_failed: ['rate==0'],
