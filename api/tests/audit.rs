@@ -347,12 +347,22 @@ fn every_audited_request_gives_one_record_in_order_on_stdout_and_in_the_store() 
         .map(summary)
         .collect();
     assert_eq!(per_db, keep(&|r| r.4 == "orders"));
+    // A cursor of the Loki store is well-formed, but not one this store returned.
+    let loki_cursor = format!(
+        "cursor={}",
+        pgplane::audit::Cursor::Loki {
+            ts_ns: 1,
+            seen: vec![]
+        }
+        .encode()
+    );
     for bad in [
         "limit=0",
         "action=database.drop",
         "since=soon",
         "database=Bad!",
         "cursor=abc",
+        &loki_cursor,
         "colour=red",
     ] {
         let (status, problem) = c.call(

@@ -161,7 +161,12 @@ impl Loki {
         q
     }
 
-    pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, LokiError> {
+    /// A page of audit records; `cursor` is where the last page ended.
+    pub async fn audit(
+        &self,
+        q: &AuditQuery,
+        cursor: Option<(i64, Vec<String>)>,
+    ) -> Result<AuditPage, LokiError> {
         let mut filters = Vec::new();
         if let Some(d) = &q.database {
             filters.push(("database", d.as_str()));
@@ -172,16 +177,6 @@ impl Loki {
         if let Some(a) = q.action {
             filters.push(("action", a.as_str()));
         }
-        let cursor = match &q.cursor {
-            None => None,
-            Some(Cursor::Loki { ts_ns, seen }) => Some((*ts_ns, seen.clone())),
-            Some(Cursor::Local(_)) => {
-                return Err(LokiError::Malformed {
-                    url: self.url.clone(),
-                    cause: "the cursor was made by another store".into(),
-                })
-            }
-        };
         let query = self.logql(super::LOG_TYPE, &filters);
         let (items, next) = self
             .page::<AuditRecord>(&query, q.since, q.until, q.limit, cursor)

@@ -152,6 +152,15 @@ pub enum AuditError {
     Write(String),
     #[error("the audit store cannot be queried: {0}")]
     Query(String),
+    /// A cursor of the other kind of store: not one this API returned.
+    #[error("is not a cursor this API returned")]
+    ForeignCursor,
+}
+
+impl From<loki::LokiError> for AuditError {
+    fn from(e: loki::LokiError) -> AuditError {
+        AuditError::Query(e.to_string())
+    }
 }
 
 enum Store {
@@ -205,13 +214,18 @@ impl Audit {
         }
     }
 
+    /// A page of records. Each store reads only its own kind of cursor.
     pub async fn query(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {
-        match &self.store {
-            Store::Local(journal) => q.run_local(journal),
-            Store::Loki(loki) => loki
-                .audit(q)
-                .await
-                .map_err(|e| AuditError::Query(e.to_string())),
+        match (&self.store, &q.cursor) {
+            (Store::Local(journal), None) => Ok(q.run_local(journal, None)),
+            (Store::Local(journal), Some(Cursor::Local(before))) => {
+                Ok(q.run_local(journal, Some(*before)))
+            }
+            (Store::Loki(loki), None) => Ok(loki.audit(q, None).await?),
+            (Store::Loki(loki), Some(Cursor::Loki { ts_ns, seen })) => {
+                Ok(loki.audit(q, Some((*ts_ns, seen.clone()))).await?)
+            }
+            (_, Some(_)) => Err(AuditError::ForeignCursor),
         }
     }
 
@@ -225,10 +239,6 @@ impl Audit {
             )),
             Store::Loki(loki) => loki.ready().await,
         }
-    }
-
-    pub fn is_loki(&self) -> bool {
-        matches!(self.store, Store::Loki(_))
     }
 }
 
@@ -378,6 +388,44 @@ mod tests {
             );
         }
         assert_eq!(Action::parse("database.drop"), None);
+    }
+
+    #[tokio::test]
+    async fn each_store_refuses_the_cursor_of_the_other_before_any_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let local = Audit::local(dir.path(), metrics.clone()).unwrap();
+        // Nothing listens there: a query that reached Loki would fail otherwise.
+        let settings = loki::LokiSettings {
+            url: "http://127.0.0.1:9".into(),
+            selector: "{app=\"pgplane\"}".into(),
+            push: false,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let remote = Audit::loki(
+            loki::Loki::new(&settings, metrics.clone()).unwrap(),
+            metrics,
+        );
+        let with = |cursor: Cursor| {
+            AuditQuery::parse(&[("cursor".into(), cursor.encode())], None).unwrap()
+        };
+        let loki_cursor = with(Cursor::Loki {
+            ts_ns: 1,
+            seen: vec![],
+        });
+        assert!(matches!(
+            local.query(&loki_cursor).await,
+            Err(AuditError::ForeignCursor)
+        ));
+        assert!(matches!(
+            remote.query(&with(Cursor::Local(3))).await,
+            Err(AuditError::ForeignCursor)
+        ));
+        assert!(local.query(&with(Cursor::Local(3))).await.is_ok());
+        assert!(matches!(
+            remote.query(&loki_cursor).await,
+            Err(AuditError::Query(_))
+        ));
     }
 
     #[tokio::test]

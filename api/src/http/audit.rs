@@ -12,14 +12,19 @@ use axum::Json;
 
 use super::extract::{QueryPairs, RequestId};
 use super::AppState;
-use crate::audit::{Action, AuditError, AuditPage, AuditQuery, Cursor, Draft, Outcome};
+use crate::audit::{Action, AuditError, AuditPage, AuditQuery, Draft, Outcome};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Problem};
 use crate::model::FieldError;
 
 impl From<AuditError> for ApiError {
     fn from(e: AuditError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        match e {
+            AuditError::ForeignCursor => {
+                ApiError::Invalid(vec![FieldError::new("cursor", e.to_string())])
+            }
+            AuditError::Write(_) | AuditError::Query(_) => ApiError::Unavailable(e.to_string()),
+        }
     }
 }
 
@@ -126,7 +131,7 @@ pub async fn of_database(
     crate::model::check_name(&name)
         .map_err(|why| ApiError::NotFound(format!("no database {name:?}: {why}")))?;
     let query = AuditQuery::parse(&pairs, Some(&name))?;
-    answer(&app, &query).await
+    Ok(Json(app.audit.query(&query).await?))
 }
 
 /// Every audit record, newest first (admins only).
@@ -150,20 +155,5 @@ pub async fn all(
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Role::Admin)?;
     let query = AuditQuery::parse(&pairs, None)?;
-    answer(&app, &query).await
-}
-
-async fn answer(app: &AppState, query: &AuditQuery) -> Result<Json<AuditPage>, ApiError> {
-    let foreign = match &query.cursor {
-        Some(Cursor::Local(_)) => app.audit.is_loki(),
-        Some(Cursor::Loki { .. }) => !app.audit.is_loki(),
-        None => false,
-    };
-    if foreign {
-        return Err(ApiError::Invalid(vec![FieldError::new(
-            "cursor",
-            "is not a cursor this API returned",
-        )]));
-    }
-    Ok(Json(app.audit.query(query).await?))
+    Ok(Json(app.audit.query(&query).await?))
 }
