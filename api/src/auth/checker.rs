@@ -22,7 +22,7 @@ pub const THREAD_NAME: &str = "pgplane-passwd";
 type Job = (String, String, oneshot::Sender<bool>);
 
 pub struct Checker {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
     /// At most one job per thread is queued: the rest wait here, so an
     /// abandoned login (client gone) does not leave work behind.
     slots: Semaphore,
@@ -43,7 +43,7 @@ impl Checker {
                 .unwrap_or_else(|e| panic!("cannot start password thread {i}: {e}"));
         }
         Checker {
-            jobs: Mutex::new(tx),
+            jobs: tx,
             slots: Semaphore::new(threads),
         }
     }
@@ -57,8 +57,6 @@ impl Checker {
             .expect("the semaphore is never closed");
         let (tx, rx) = oneshot::channel();
         self.jobs
-            .lock()
-            .expect("not poisoned")
             .send((password, hash, tx))
             .expect("the password threads live as long as the process");
         rx.await.expect("a password thread answers every job")
