@@ -64,7 +64,7 @@ pub fn main() -> ExitCode {
             match runtime.block_on(crate::serve::run(settings)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("pgplane: {e}");
+                    eprintln!("pgplane: {}", crate::http::problem::chain(&e));
                     match e {
                         crate::serve::StartError::Setting(..) => ExitCode::from(2),
                         _ => ExitCode::FAILURE,
@@ -143,23 +143,24 @@ fn render(args: &RenderArgs) -> Result<String, String> {
     let limits = crate::model::Limits {
         postgres_versions: versions,
     };
-    let spec = crate::model::parse_create(&body, &limits).map_err(|errors| {
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|e| {
-                format!(
-                    "  {}: {}",
-                    if e.field.is_empty() {
-                        "(body)"
-                    } else {
-                        &e.field
-                    },
-                    e.message
-                )
-            })
-            .collect();
-        format!("the spec is invalid:\n{}", lines.join("\n"))
-    })?;
+    let spec =
+        crate::model::parse_create(&body, &limits).map_err(|crate::model::Invalid(errors)| {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "  {}: {}",
+                        if e.field.is_empty() {
+                            "(body)"
+                        } else {
+                            &e.field
+                        },
+                        e.message
+                    )
+                })
+                .collect();
+            format!("the spec is invalid:\n{}", lines.join("\n"))
+        })?;
     let object = cluster::render(
         &spec,
         &args.namespace,

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::audit::loki::{selector_labels, LokiSettings};
+use std::collections::HashMap;
+
 use crate::secret::Secret;
 
 /// The raw command line / environment, as clap reads it. Values stay text
@@ -59,7 +60,10 @@ pub struct ServeArgs {
     /// Where audit records are kept and queried: local or loki.
     #[arg(long, env = "PGPLANE_AUDIT_STORE", default_value = "local")]
     pub audit_store: String,
-    /// Loki's base URL (the loki audit store, or pushing).
+    /// Where service events are queried: local (events.jsonl) or loki.
+    #[arg(long, env = "PGPLANE_EVENT_STORE", default_value = "local")]
+    pub event_store: String,
+    /// Loki's base URL (a loki store, or pushing).
     #[arg(long, env = "PGPLANE_LOKI_URL")]
     pub loki_url: Option<String>,
     /// Loki stream selector of pgplane's lines, e.g. {namespace="pgplane", app="pgplane"}.
@@ -86,11 +90,26 @@ pub enum BackendKind {
     Kubernetes,
 }
 
-/// Where audit records are kept, and where records are queried from.
-#[derive(Debug, Clone)]
-pub enum AuditStore {
+/// Where one kind of record is queried (and, for audit records, kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A journal under the data directory.
     Local,
+    /// Loki, over `PGPLANE_LOKI_URL`.
     Loki,
+}
+
+/// The settings of Loki, as a store and as the target of pushes.
+#[derive(Debug, Clone)]
+pub struct LokiSettings {
+    /// Base URL, e.g. `http://loki.monitoring:3100`.
+    pub url: String,
+    /// Stream selector, e.g. `{namespace="pgplane", app="pgplane"}`.
+    pub selector: String,
+    /// With `PGPLANE_LOKI_PUSH=true`: the labels of the pushed stream, the
+    /// selector's `name="value"` matchers.
+    pub push_labels: Option<HashMap<String, String>>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,8 +151,9 @@ pub struct Settings {
     pub jwt_secret: JwtSecretSource,
     pub token_ttl: Duration,
     pub users: UsersSource,
-    pub audit_store: AuditStore,
-    /// Set with the loki store, or when pushing to Loki.
+    pub audit_store: StoreKind,
+    pub event_store: StoreKind,
+    /// Set with a loki store, or when pushing to Loki.
     pub loki: Option<LokiSettings>,
     pub log_format: LogFormat,
 }
@@ -259,16 +279,13 @@ impl Settings {
                 }
                 (None, password) => UsersSource::BootstrapAdmin(password.map(Secret::new)),
             };
-        let audit_store = match args.audit_store.as_str() {
-            "local" => AuditStore::Local,
-            "loki" => AuditStore::Loki,
-            other => {
-                return Err(bad(
-                    "PGPLANE_AUDIT_STORE",
-                    format!("{other:?} is not one of local, loki"),
-                ))
-            }
+        let store = |var: &'static str, text: &str| match text {
+            "local" => Ok(StoreKind::Local),
+            "loki" => Ok(StoreKind::Loki),
+            other => Err(bad(var, format!("{other:?} is not one of local, loki"))),
         };
+        let audit_store = store("PGPLANE_AUDIT_STORE", &args.audit_store)?;
+        let event_store = store("PGPLANE_EVENT_STORE", &args.event_store)?;
         let loki_push = match args.loki_push.as_str() {
             "true" => true,
             "false" => false,
@@ -279,21 +296,19 @@ impl Settings {
                 ))
             }
         };
-        let loki = match (&args.loki_url, &audit_store, loki_push) {
-            (None, AuditStore::Loki, _) => {
-                return Err(bad(
-                    "PGPLANE_LOKI_URL",
-                    "is required with PGPLANE_AUDIT_STORE=loki",
-                ))
+        let needs_loki = [
+            (audit_store == StoreKind::Loki, "PGPLANE_AUDIT_STORE=loki"),
+            (event_store == StoreKind::Loki, "PGPLANE_EVENT_STORE=loki"),
+            (loki_push, "PGPLANE_LOKI_PUSH=true"),
+        ]
+        .into_iter()
+        .find_map(|(needed, by)| needed.then_some(by));
+        let loki = match (&args.loki_url, needs_loki) {
+            (None, Some(by)) => {
+                return Err(bad("PGPLANE_LOKI_URL", format!("is required with {by}")))
             }
-            (None, _, true) => {
-                return Err(bad(
-                    "PGPLANE_LOKI_URL",
-                    "is required with PGPLANE_LOKI_PUSH=true",
-                ))
-            }
-            (None, AuditStore::Local, false) => None,
-            (Some(url), _, _) => {
+            (None, None) => None,
+            (Some(url), _) => {
                 let parsed = reqwest::Url::parse(url).ok().filter(|u| {
                     matches!(u.scheme(), "http" | "https")
                         && u.host().is_some()
@@ -307,13 +322,17 @@ impl Settings {
                 }
                 let selector = args.loki_selector.trim().to_owned();
                 // Querying needs a selector; pushing needs plain name="value" matchers.
-                if let Err(why) = selector_labels(&selector) {
-                    let needs_plain =
-                        loki_push || !selector.starts_with('{') || !selector.ends_with('}');
-                    if needs_plain {
-                        return Err(bad("PGPLANE_LOKI_SELECTOR", why));
+                let push_labels = match selector_labels(&selector) {
+                    Ok(labels) => loki_push.then_some(labels),
+                    Err(why) => {
+                        let needs_plain =
+                            loki_push || !selector.starts_with('{') || !selector.ends_with('}');
+                        if needs_plain {
+                            return Err(bad("PGPLANE_LOKI_SELECTOR", why));
+                        }
+                        None
                     }
-                }
+                };
                 let timeout = parse_duration(&args.loki_timeout)
                     .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(300)).contains(d))
                     .ok_or_else(|| {
@@ -325,7 +344,7 @@ impl Settings {
                 Some(LokiSettings {
                     url: url.clone(),
                     selector,
-                    push: loki_push,
+                    push_labels,
                     timeout,
                 })
             }
@@ -354,6 +373,7 @@ impl Settings {
             token_ttl,
             users,
             audit_store,
+            event_store,
             loki,
             log_format,
         })
@@ -391,6 +411,66 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_secs(secs))
+}
+
+/// The labels of a selector made only of `name="value"` matchers, which is
+/// what pushed streams must carry for the selector to find them.
+pub fn selector_labels(selector: &str) -> Result<HashMap<String, String>, String> {
+    let bad = |why: &str| format!("{selector:?} {why}");
+    let inner = selector
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .ok_or_else(|| bad("is not a stream selector such as {app=\"pgplane\"}"))?;
+    let mut labels = HashMap::new();
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let eq = rest
+            .find('=')
+            .ok_or_else(|| bad("has a matcher without ="))?;
+        let name = rest[..eq].trim();
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if !valid_name {
+            return Err(bad("has a label name that is not [a-zA-Z_][a-zA-Z0-9_]*"));
+        }
+        let after = &rest[eq + 1..];
+        let value_part = after.strip_prefix('"').ok_or_else(|| {
+            bad("must use only name=\"value\" matchers to push (no =~, != or !~)")
+        })?;
+        let mut value = String::new();
+        let mut chars = value_part.char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, e @ ('"' | '\\'))) => value.push(e),
+                    Some((_, 'n')) => value.push('\n'),
+                    _ => return Err(bad("has an escape other than \\\" \\\\ \\n")),
+                },
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        let end = end.ok_or_else(|| bad("has an unterminated string"))?;
+        labels.insert(name.to_owned(), value);
+        rest = value_part[end + 1..].trim_start();
+        rest = match rest.strip_prefix(',') {
+            Some(r) => r.trim_start(),
+            None if rest.is_empty() => rest,
+            None => return Err(bad("needs a comma between matchers")),
+        };
+    }
+    if labels.is_empty() {
+        return Err(bad("has no label matcher"));
+    }
+    Ok(labels)
 }
 
 #[cfg(test)]
@@ -482,5 +562,25 @@ mod tests {
         assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("h"), None);
         assert_eq!(parse_duration("1.5h"), None);
+    }
+
+    #[test]
+    fn selectors_give_the_labels_to_push_with() {
+        let l = selector_labels(r#"{namespace="pgplane", app="pgplane"}"#).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l["namespace"], "pgplane");
+        let l = selector_labels(r#"{job="a\"b,c}"}"#).unwrap();
+        assert_eq!(l["job"], "a\"b,c}");
+        for bad in [
+            "app=\"x\"",
+            "{}",
+            "{app=~\"x\"}",
+            "{app!=\"x\"}",
+            "{app=\"x\" job=\"y\"}",
+            "{9app=\"x\"}",
+            "{app=\"x}",
+        ] {
+            assert!(selector_labels(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,20 +1,21 @@
-//! pgplane: managed PostgreSQL. The HTTP API ([`http`]) calls the operations
-//! ([`operations`]) over a [`backend::Backend`]; [`model`] holds the pure
-//! domain rules, [`config`] the settings, [`auth`] users and tokens.
+//! pgplane: managed PostgreSQL. Layers, each importing only those below it
+//! (a test in `api/tests/layers.rs` enforces it):
+//!
+//! - wiring: [`cli`], [`serve`]
+//! - [`http`]: routes, admission, extractors, the one problem+json mapping
+//! - [`app`]: what a request does
+//! - [`backend`] (local PostgreSQL, CloudNativePG), then [`auth`] and [`records`]
+//! - [`model`], [`states`], [`metrics`], [`config`], [`secret`], [`files`]: leaves
 
-pub mod audit;
+pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod events;
 pub mod files;
 pub mod http;
-pub mod journal;
 pub mod metrics;
 pub mod model;
-pub mod operations;
 pub mod records;
 pub mod secret;
 pub mod serve;

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub backend_duration: HistogramVec,
     pub audit_records: IntCounterVec,
     pub loki_push_dropped: prometheus::IntCounter,
+    pub records_unreadable: IntCounterVec,
 }
 
 impl Metrics {
@@ -69,6 +70,14 @@ impl Metrics {
             "Records dropped from a full Loki push buffer",
         )
         .expect("valid metric");
+        let records_unreadable = IntCounterVec::new(
+            Opts::new(
+                "records_unreadable_total",
+                "Lines of a record store that are not records (skipped)",
+            ),
+            &["store"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -78,10 +87,14 @@ impl Metrics {
             Box::new(backend_duration.clone()),
             Box::new(audit_records.clone()),
             Box::new(loki_push_dropped.clone()),
+            Box::new(records_unreadable.clone()),
         ] {
             registry
                 .register(c)
                 .expect("each metric is registered once");
+        }
+        for store in ["local", "loki"] {
+            records_unreadable.with_label_values(&[store]).inc_by(0);
         }
         for state in State::ALL {
             databases.with_label_values(&[state.as_str()]).set(0);
@@ -96,6 +109,7 @@ impl Metrics {
             backend_duration,
             audit_records,
             loki_push_dropped,
+            records_unreadable,
         }
     }
 

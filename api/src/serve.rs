@@ -4,16 +4,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::audit::{Audit, Loki};
+use crate::app::App;
 use crate::auth::{token::Tokens, users::Generated, Auth, Users};
 use crate::backend::kubernetes::{KubeBackend, KubeSettings};
 use crate::backend::local::{LocalBackend, PgError};
 use crate::backend::Backend;
-use crate::config::{AuditStore, BackendKind, LogFormat, Settings};
-use crate::events::Events;
-use crate::http::{router, App};
+use crate::config::{BackendKind, LogFormat, SettingError, Settings, StoreKind};
+use crate::http::router;
 use crate::metrics::Metrics;
 use crate::model::Limits;
+use crate::records::{Audit, Events, Loki, Pusher};
 
 /// The majors offered on Kubernetes when `PGPLANE_POSTGRES_VERSIONS` is
 /// unset: those CloudNativePG 1.30 supports that upstream still maintains.
@@ -22,12 +22,20 @@ pub const KUBERNETES_POSTGRES_VERSIONS: &[u32] = &[14, 15, 16, 17, 18];
 /// Why start-up stopped: one line naming the setting or resource at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("bad setting {0}: {1}")]
-    Setting(&'static str, String),
-    #[error("{0}")]
-    Serve(std::io::Error),
-    #[error("the {0} backend cannot start: {1}")]
-    Backend(&'static str, String),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error("cannot serve")]
+    Serve(#[source] std::io::Error),
+    #[error("the {0} backend cannot start")]
+    Backend(&'static str, #[source] PgError),
+}
+
+/// A setting that is at fault, with the cause below it.
+fn setting(var: &'static str, cause: impl std::error::Error) -> StartError {
+    StartError::Setting(SettingError {
+        var,
+        reason: crate::http::problem::chain(&cause),
+    })
 }
 
 /// A built application, ready to serve.
@@ -48,32 +56,43 @@ impl Built {
     }
 }
 
-pub async fn build(settings: &Settings) -> Result<Built, StartError> {
-    let metrics = Arc::new(Metrics::new());
-    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-        StartError::Setting(
-            "PGPLANE_DATA_DIR",
-            format!("cannot create {}: {e}", settings.data_dir.display()),
-        )
-    })?;
-    let events = Events::open(&settings.data_dir, metrics.clone())
-        .map_err(|e| StartError::Setting("PGPLANE_DATA_DIR", e.to_string()))?;
+/// The record stores the settings choose: each kind by its own setting,
+/// both pushed to Loki when pushing is on.
+fn open_records(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> Result<(Events, Audit), StartError> {
     let loki = match &settings.loki {
         None => None,
-        Some(l) => Some(
-            Loki::new(l, metrics.clone())
-                .map_err(|e| StartError::Setting("PGPLANE_LOKI_URL", e))?,
-        ),
+        Some(l) => Some((
+            Loki::new(l, metrics.clone()).map_err(|e| setting("PGPLANE_LOKI_URL", e))?,
+            Pusher::start(l, metrics.clone()).map_err(|e| setting("PGPLANE_LOKI_URL", e))?,
+        )),
     };
-    // Pushing is a no-op unless PGPLANE_LOKI_PUSH is on.
-    if let Some(l) = &loki {
-        events.push_to(l.clone());
-    }
-    let audit = match (&settings.audit_store, &loki) {
-        (AuditStore::Loki, Some(l)) => Audit::loki(l.clone(), metrics.clone()),
+    let mut events = Events::open(&settings.data_dir, metrics.clone())
+        .map_err(|e| setting("PGPLANE_DATA_DIR", e))?;
+    let mut audit = match (settings.audit_store, &loki) {
+        (StoreKind::Loki, Some((l, _))) => Audit::loki(l.clone(), metrics.clone()),
         _ => Audit::local(&settings.data_dir, metrics.clone())
-            .map_err(|e| StartError::Setting("PGPLANE_DATA_DIR", e.to_string()))?,
+            .map_err(|e| setting("PGPLANE_DATA_DIR", e))?,
     };
+    if let Some((l, pusher)) = loki {
+        if settings.event_store == StoreKind::Loki {
+            events = events.query_from(l);
+        }
+        if let Some(pusher) = pusher {
+            events = events.push_to(pusher.clone());
+            audit = audit.push_to(pusher);
+        }
+    }
+    Ok((events, audit))
+}
+
+pub async fn build(settings: &Settings) -> Result<Built, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| setting("PGPLANE_DATA_DIR", e))?;
+    let (events, audit) = open_records(settings, &metrics)?;
+    let events = Arc::new(events);
     let (backend, postgres_versions): (Arc<dyn Backend>, Vec<u32>) = match settings.backend {
         BackendKind::Local => {
             let local = LocalBackend::start(
@@ -86,20 +105,22 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
             )
             .await
             .map_err(|e| match e {
-                PgError::Setting { var, reason } => StartError::Setting(var, reason),
-                other => StartError::Backend("local", other.to_string()),
+                PgError::Setting { var, reason } => {
+                    StartError::Setting(SettingError { var, reason })
+                }
+                other => StartError::Backend("local", other),
             })?;
             let installed = local.postgres_major();
             let versions = match &settings.postgres_versions {
                 None => vec![installed],
                 Some(v) if v == &[installed] => v.clone(),
                 Some(v) => {
-                    return Err(StartError::Setting(
-                        "PGPLANE_POSTGRES_VERSIONS",
-                        format!(
+                    return Err(StartError::Setting(SettingError {
+                        var: "PGPLANE_POSTGRES_VERSIONS",
+                        reason: format!(
                         "the local backend offers only the installed major {installed}, not {v:?}"
                     ),
-                    ))
+                    }))
                 }
             };
             (Arc::new(local), versions)
@@ -113,8 +134,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
                 metrics.clone(),
                 events.clone(),
             )
-            .await
-            .map_err(|e| StartError::Setting(e.var, e.reason))?;
+            .await?;
             let versions = settings
                 .postgres_versions
                 .clone()
@@ -123,16 +143,15 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
         }
     };
     let secret = Tokens::load_secret(&settings.jwt_secret, &settings.data_dir)
-        .map_err(|e| StartError::Setting("PGPLANE_JWT_SECRET_FILE", e.to_string()))?;
+        .map_err(|e| setting("PGPLANE_JWT_SECRET_FILE", e))?;
     let (users, generated_admin) = Users::load(&settings.users, &settings.data_dir)
-        .map_err(|e| StartError::Setting("PGPLANE_USERS_FILE", e.to_string()))?;
+        .map_err(|e| setting("PGPLANE_USERS_FILE", e))?;
     let app = Arc::new(App {
         backend: backend.clone(),
         auth: Auth::new(users, Tokens::new(&secret, settings.token_ttl)),
         metrics,
         events: events.clone(),
         audit: Arc::new(audit),
-        loki: loki.filter(|_| matches!(settings.audit_store, AuditStore::Loki)),
         limits: Limits { postgres_versions },
     });
     Ok(Built {
@@ -149,10 +168,10 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| {
-            StartError::Setting(
-                "PGPLANE_LISTEN",
-                format!("cannot listen on {}: {e}", settings.listen),
-            )
+            StartError::Setting(SettingError {
+                var: "PGPLANE_LISTEN",
+                reason: format!("cannot listen on {}: {e}", settings.listen),
+            })
         })?;
     let built = build(&settings).await?;
     if let Some(Generated(password)) = &built.generated_admin {

@@ -350,11 +350,10 @@ fn every_audited_request_gives_one_record_in_order_on_stdout_and_in_the_store() 
     // A cursor of the Loki store is well-formed, but not one this store returned.
     let loki_cursor = format!(
         "cursor={}",
-        pgplane::audit::Cursor::Loki {
+        pgplane::model::paging::encode_cursor(&pgplane::records::Cursor::Loki {
             ts_ns: 1,
             seen: vec![]
-        }
-        .encode()
+        })
     );
     for bad in [
         "limit=0",

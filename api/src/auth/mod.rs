@@ -13,16 +13,39 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::error::ApiError;
+use crate::model::Role;
 use checker::Checker;
 use ratelimit::RateLimiter;
 use token::Tokens;
-pub use users::{Role, Users};
+pub use users::Users;
 
 /// Burst and refill of login attempts per client address.
 const PER_ADDRESS: (u32, f64) = (20, 2.0);
 /// Burst and refill of login attempts per username: 10, then one every 6 s.
 const PER_USERNAME: (u32, f64) = (10, 1.0 / 6.0);
+
+/// Why a caller is not let in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("an Authorization: Bearer token is required")]
+    MissingToken,
+    #[error("the Authorization header must be Bearer <token>")]
+    MalformedHeader,
+    #[error("the token is invalid or expired")]
+    InvalidToken,
+    #[error("the token's user no longer exists")]
+    UnknownUser,
+    #[error("wrong username or password")]
+    WrongPassword,
+    #[error("too many attempts; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("this needs the {} role; {username} has {}", .needed.as_str(), .has.as_str())]
+    Forbidden {
+        needed: Role,
+        username: String,
+        has: Role,
+    },
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -33,16 +56,15 @@ pub struct Caller {
 
 impl Caller {
     /// Refuses callers below `needed`.
-    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+    pub fn require(&self, needed: Role) -> Result<(), AuthError> {
         if self.role >= needed {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "this needs the {} role; {} has {}",
-                needed.as_str(),
-                self.username,
-                self.role.as_str()
-            )))
+            Err(AuthError::Forbidden {
+                needed,
+                username: self.username.clone(),
+                has: self.role,
+            })
         }
     }
 }
@@ -82,7 +104,7 @@ impl Auth {
         username: &str,
         password: &str,
         from: IpAddr,
-    ) -> Result<Login, ApiError> {
+    ) -> Result<Login, AuthError> {
         let now = Instant::now();
         let by_address = self.by_address.take(&from, now);
         let by_username = self.by_username.take(&username.to_owned(), now);
@@ -91,7 +113,7 @@ impl Auth {
             .flatten()
             .max()
         {
-            return Err(ApiError::RateLimited {
+            return Err(AuthError::RateLimited {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             });
         }
@@ -105,7 +127,7 @@ impl Auth {
                 token: self.tokens.issue(&user.username),
                 role: user.role,
             }),
-            _ => Err(ApiError::Unauthorized("wrong username or password".into())),
+            _ => Err(AuthError::WrongPassword),
         }
     }
 
@@ -116,15 +138,9 @@ impl Auth {
     }
 
     /// The caller a bearer token stands for; the role is the user's current one.
-    pub fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
-        let claims = self
-            .tokens
-            .verify(bearer)
-            .ok_or_else(|| ApiError::Unauthorized("the token is invalid or expired".into()))?;
-        let user = self
-            .users
-            .get(&claims.sub)
-            .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    pub fn authenticate(&self, bearer: &str) -> Result<Caller, AuthError> {
+        let claims = self.tokens.verify(bearer).ok_or(AuthError::InvalidToken)?;
+        let user = self.users.get(&claims.sub).ok_or(AuthError::UnknownUser)?;
         Ok(Caller {
             username: user.username.clone(),
             role: user.role,

@@ -30,8 +30,10 @@ pub struct Tokens {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("cannot read {0}: {1}")]
-    Read(String, String),
+    #[error("cannot read {0}")]
+    Read(String, #[source] std::io::Error),
+    #[error("cannot write {0}")]
+    Write(String, #[source] std::io::Error),
     #[error("{0} holds {1} bytes; the secret must be at least 32")]
     TooShort(String, usize),
 }
@@ -70,10 +72,10 @@ impl Tokens {
             Err(e) if generate && e.kind() == std::io::ErrorKind::NotFound => {
                 let secret = random_token(48);
                 crate::files::write_private(&path, secret.as_bytes())
-                    .map_err(|e| SecretError::Read(shown, e.to_string()))?;
+                    .map_err(|e| SecretError::Write(shown, e))?;
                 Ok(secret.into_bytes())
             }
-            Err(e) => Err(SecretError::Read(shown, e.to_string())),
+            Err(e) => Err(SecretError::Read(shown, e)),
         }
     }
 

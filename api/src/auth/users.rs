@@ -4,31 +4,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 
 use super::password;
 use crate::config::UsersSource;
+use crate::model::Role;
 use crate::secret::{random_token, Secret};
-
-/// Roles, each including the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Editor,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Editor => "editor",
-            Role::Admin => "admin",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,8 +33,18 @@ pub struct Users {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
-    #[error("cannot read {path}: {cause}")]
-    Read { path: String, cause: String },
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: String,
+        #[source]
+        cause: std::io::Error,
+    },
     #[error("{path} is not a users file: {cause}")]
     Parse { path: String, cause: String },
     #[error("{0}")]
@@ -119,9 +110,9 @@ impl Users {
         match source {
             UsersSource::File(path) => {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|e| UsersError::Read {
+                let text = std::fs::read_to_string(path).map_err(|cause| UsersError::Read {
                     path: shown.clone(),
-                    cause: e.to_string(),
+                    cause,
                 })?;
                 Ok((Users::from_yaml(&text, &shown)?, None))
             }
@@ -137,13 +128,13 @@ impl Users {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         let pw = random_token(24);
                         let hash = password::hash(&pw);
-                        crate::files::write_private(&path, hash.as_bytes()).map_err(|e| UsersError::Read {
+                        crate::files::write_private(&path, hash.as_bytes()).map_err(|cause| UsersError::Write {
                             path: shown,
-                            cause: e.to_string(),
+                            cause,
                         })?;
                         Ok((Users::admin(hash), Some(Generated(Secret::new(pw)))))
                     }
-                    Err(e) => Err(UsersError::Read { path: shown, cause: e.to_string() }),
+                    Err(cause) => Err(UsersError::Read { path: shown, cause }),
                 }
             }
         }

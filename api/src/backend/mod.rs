@@ -1,40 +1,79 @@
 //! The contract every backend fulfils: the databases it manages, their
-//! observed state, and the operations on them. The HTTP layer and the
-//! operations in [`crate::operations`] see only this trait; Kubernetes types
-//! and PostgreSQL processes stay behind it.
+//! observed state, and the operations on them. The application layer
+//! ([`crate::app`]) sees only this trait; Kubernetes types and PostgreSQL
+//! processes stay behind it.
 
 pub mod kubernetes;
 pub mod local;
+#[cfg(test)]
+pub mod memory;
 
 use async_trait::async_trait;
 
-use crate::model::{Credentials, Database, DatabaseSpec, FieldError};
-use crate::operations::{ListQuery, Page};
+use crate::model::paging::{ListQuery, Page};
+use crate::model::{Credentials, Database, DatabaseSpec, Invalid};
+
+/// The underlying failure of a backend error, kept for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a backend operation can fail with.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("database {0} does not exist")]
     NotFound(String),
-    #[error("database {0} already exists")]
+    #[error("a database named {0} already exists")]
     AlreadyExists(String),
-    #[error("revision {expected} is not current ({current})")]
+    #[error("the database changed since revision {expected}; it is now at revision {current}")]
     RevisionMismatch { expected: u64, current: u64 },
-    #[error("invalid request")]
-    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("{0}")]
     QuotaExceeded(String),
     /// The database is in a state that does not allow the operation now.
     #[error("{0}")]
     Busy(String),
-    #[error("{0}")]
-    Unavailable(String),
+    /// What the backend depends on cannot serve now; `reason` is for the
+    /// caller, the cause for the log.
+    #[error("{reason}")]
+    Unavailable {
+        reason: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The backend's own system refused the change (for Kubernetes:
     /// admission, quota or schema); the text is its message.
     #[error("{0}")]
     Rejected(String),
-    #[error("{0}")]
-    Internal(String),
+    /// A failure the caller cannot act on: logged, never shown.
+    #[error("{what}")]
+    Internal {
+        what: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl BackendError {
+    pub fn unavailable(reason: impl Into<String>) -> BackendError {
+        BackendError::Unavailable {
+            reason: reason.into(),
+            cause: None,
+        }
+    }
+
+    pub fn unavailable_by(reason: impl Into<String>, cause: impl Into<Cause>) -> BackendError {
+        BackendError::Unavailable {
+            reason: reason.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    pub fn internal(what: impl Into<String>, cause: impl Into<Cause>) -> BackendError {
+        BackendError::Internal {
+            what: what.into(),
+            cause: Some(cause.into()),
+        }
+    }
 }
 
 /// Whether a delete started now or the database was already gone.
@@ -53,8 +92,8 @@ pub trait Backend: Send + Sync + 'static {
 
     /// One page of the databases a query selects, sorted by name. A backend
     /// with many databases in memory can avoid building every one per page.
-    async fn page(&self, query: &ListQuery) -> Result<Page, BackendError> {
-        Ok(crate::operations::page(self.list().await?, query))
+    async fn page(&self, query: &ListQuery) -> Result<Page<Database>, BackendError> {
+        Ok(query.page(self.list().await?))
     }
 
     /// Checks what only this backend can judge (for example that a parameter

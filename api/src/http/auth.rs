@@ -8,11 +8,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::extract::{ClientAddr, JsonBody};
+use super::problem::{HttpError, Problem};
 use super::AppState;
-use crate::audit::Draft;
-use crate::auth::{Caller, Role};
-use crate::error::{ApiError, Problem};
-use crate::model::FieldError;
+use crate::auth::Caller;
+use crate::model::{FieldError, Invalid, Role};
+use crate::records::Draft;
 
 #[derive(Deserialize, ToSchema)]
 #[allow(dead_code)]
@@ -54,18 +54,9 @@ pub async fn login(
     Extension(draft): Extension<Draft>,
     ClientAddr(from): ClientAddr,
     JsonBody(body): JsonBody,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Json<TokenResponse>, HttpError> {
     let (username, password) = credentials_of(&body)?;
-    draft.set_caller(
-        if app.auth.is_user(username) {
-            username
-        } else {
-            UNKNOWN_USER
-        },
-        None,
-    );
-    let login = app.auth.login(username, password, from).await?;
-    draft.set_caller(username, Some(login.role));
+    let login = app.login(&draft, username, password, from).await?;
     tracing::info!(username, role = login.role.as_str(), "login");
     Ok(Json(TokenResponse {
         access_token: login.token,
@@ -74,10 +65,7 @@ pub async fn login(
     }))
 }
 
-/// The actor of a failed login whose username is no user's.
-pub const UNKNOWN_USER: &str = "(unknown user)";
-
-fn credentials_of(body: &Value) -> Result<(&str, &str), ApiError> {
+fn credentials_of(body: &Value) -> Result<(&str, &str), Invalid> {
     let mut errors = Vec::new();
     let field = |name: &str, errors: &mut Vec<FieldError>| match body.get(name) {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Some(s.as_str()),
@@ -100,7 +88,7 @@ fn credentials_of(body: &Value) -> Result<(&str, &str), ApiError> {
     }
     match (username, password) {
         (Some(u), Some(p)) if errors.is_empty() => Ok((u, p)),
-        _ => Err(ApiError::Invalid(errors)),
+        _ => Err(Invalid(errors)),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `/databases` routes: thin handlers over [`crate::operations`].
+//! The `/databases` routes: thin handlers over [`crate::app`]. Who may call
+//! each one and how it is audited is declared in [`super::routes`].
 
 use axum::extract::{Path, State};
 use axum::http::header::{ETAG, IF_MATCH, LOCATION};
@@ -10,14 +11,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{JsonBody, MergePatch, QueryPairs};
+use super::problem::{HttpError, Problem};
 use super::AppState;
-use crate::audit::Draft;
-use crate::auth::{Caller, Role};
-use crate::backend::DeleteOutcome;
-use crate::error::{ApiError, Problem};
-use crate::events::ServiceEvent;
+use crate::app::{etag, Deleted, Updated};
+use crate::auth::Caller;
+use crate::model::paging::ListQuery;
 use crate::model::{CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc};
-use crate::operations::{self, etag, ListQuery, WriteAhead};
+use crate::records::Draft;
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct DatabaseList {
@@ -41,12 +41,10 @@ pub struct DatabaseList {
     ))]
 pub async fn list(
     State(app): State<AppState>,
-    caller: Caller,
     QueryPairs(pairs): QueryPairs,
-) -> Result<Json<DatabaseList>, ApiError> {
-    caller.require(Role::Viewer)?;
+) -> Result<Json<DatabaseList>, HttpError> {
     let query = ListQuery::parse(&pairs)?;
-    let page = app.backend.page(&query).await?;
+    let page = app.list_databases(&query).await?;
     Ok(Json(DatabaseList {
         items: page.items,
         next_cursor: page.next_cursor,
@@ -72,20 +70,8 @@ pub async fn create(
     Extension(draft): Extension<Draft>,
     caller: Caller,
     JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Editor)?;
-    let ahead = WriteAhead {
-        audit: &app.audit,
-        draft: &draft,
-    };
-    let db = operations::create(
-        app.backend.as_ref(),
-        &app.limits,
-        &body,
-        &caller.username,
-        ahead,
-    )
-    .await?;
+) -> Result<Response, HttpError> {
+    let db = app.create_database(&draft, &body, &caller.username).await?;
     tracing::info!(database = %db.name, "database create accepted");
     let location = format!("/api/v1/databases/{}", db.name);
     Ok((
@@ -106,11 +92,9 @@ pub async fn create(
     ))]
 pub async fn get(
     State(app): State<AppState>,
-    caller: Caller,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let db = app.backend.get(&name).await?;
+) -> Result<Response, HttpError> {
+    let db = app.database(&name).await?;
     Ok(([(ETAG, etag(db.revision))], Json(db)).into_response())
 }
 
@@ -134,25 +118,21 @@ pub async fn get(
 pub async fn update(
     State(app): State<AppState>,
     Extension(draft): Extension<Draft>,
-    caller: Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
     MergePatch(patch): MergePatch,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Editor)?;
+) -> Result<Response, HttpError> {
     let if_match = match headers.get(IF_MATCH) {
         None => None,
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| ApiError::BadRequest("If-Match is not text".into()))?,
+                .map_err(|_| HttpError::BadRequest("If-Match is not text".into()))?,
         ),
     };
-    let ahead = WriteAhead {
-        audit: &app.audit,
-        draft: &draft,
-    };
-    let (db, changes) =
-        operations::update(app.backend.as_ref(), &name, &patch, if_match, ahead).await?;
+    let Updated {
+        database: db,
+        changes,
+    } = app.update_database(&draft, &name, &patch, if_match).await?;
     tracing::info!(database = %db.name, changed = ?changes.keys().collect::<Vec<_>>(), "database update accepted");
     Ok((StatusCode::ACCEPTED, [(ETAG, etag(db.revision))], Json(db)).into_response())
 }
@@ -170,25 +150,12 @@ pub async fn update(
 pub async fn delete(
     State(app): State<AppState>,
     Extension(draft): Extension<Draft>,
-    caller: Caller,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Editor)?;
-    let ahead = WriteAhead {
-        audit: &app.audit,
-        draft: &draft,
-    };
-    match operations::delete(app.backend.as_ref(), &name, ahead).await? {
-        DeleteOutcome::AlreadyGone => Ok(StatusCode::NO_CONTENT.into_response()),
-        DeleteOutcome::Started => {
-            tracing::info!(database = %name, "database delete accepted");
-            // The database may vanish between the two calls: then it is gone.
-            match app.backend.get(&name).await {
-                Ok(db) => Ok((StatusCode::ACCEPTED, Json(db)).into_response()),
-                Err(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-            }
-        }
-    }
+) -> Result<Response, HttpError> {
+    Ok(match app.delete_database(&draft, &name).await? {
+        Deleted::Going(db) => (StatusCode::ACCEPTED, Json(db)).into_response(),
+        Deleted::Gone => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 /// Connection details of the `app` role.
@@ -203,55 +170,7 @@ pub async fn delete(
     ))]
 pub async fn credentials(
     State(app): State<AppState>,
-    caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Credentials>, ApiError> {
-    caller.require(Role::Editor)?;
-    let creds = app.backend.credentials(&name).await?;
-    tracing::info!(database = %name, "credentials read");
-    Ok(Json(creds))
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct EventList {
-    /// Newest first.
-    pub items: Vec<ServiceEvent>,
-}
-
-/// The state transitions of a database, newest first; also after it is deleted.
-#[utoipa::path(get, path = "/api/v1/databases/{name}/events", tag = "databases", security(("bearer" = [])),
-    params(
-        ("name" = String, Path),
-        ("since" = Option<String>, Query, description = "RFC 3339 time; events at or after it", format = DateTime),
-        ("until" = Option<String>, Query, description = "RFC 3339 time; events before it", format = DateTime),
-        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
-    ),
-    responses(
-        (status = 200, body = EventList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn events(
-    State(app): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-    QueryPairs(pairs): QueryPairs,
-) -> Result<Json<EventList>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let query = operations::event_query(&name, &pairs)?;
-    let items = match &app.loki {
-        Some(loki) => loki
-            .events(&query)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
-        None => app.events.query(&query),
-    };
-    if items.is_empty() && !app.events.knows(&name) && app.backend.get(&name).await.is_err() {
-        return Err(ApiError::NotFound(format!(
-            "no database {name}, now or before"
-        )));
-    }
-    Ok(Json(EventList { items }))
+) -> Result<Json<Credentials>, HttpError> {
+    Ok(Json(app.credentials(&name).await?))
 }

@@ -4,45 +4,27 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde_json::Value;
 
-use super::AppState;
-use crate::auth::Caller;
-use crate::error::ApiError;
+use super::problem::HttpError;
+use crate::auth::{AuthError, Caller};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+/// The caller the admission layer let in. A handler that takes it on a
+/// public route gets a 401: the route table is what decides.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = HttpError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized("an Authorization: Bearer token is required".into())
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
-            })?;
-        let caller = state.auth.authenticate(token)?;
-        if let Some(draft) = parts.extensions.get::<crate::audit::Draft>() {
-            draft.set_caller(&caller.username, Some(caller.role));
-        }
-        parts.extensions.insert(caller.clone());
-        Ok(caller)
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or(HttpError::from(AuthError::MissingToken))
     }
 }
 
@@ -51,7 +33,7 @@ impl FromRequestParts<AppState> for Caller {
 pub struct JsonBody(pub Value);
 
 impl JsonBody {
-    async fn read(req: Request, media_types: &[&str]) -> Result<Value, ApiError> {
+    async fn read(req: Request, media_types: &[&str]) -> Result<Value, HttpError> {
         let content_type = req
             .headers()
             .get(CONTENT_TYPE)
@@ -62,21 +44,18 @@ impl JsonBody {
             .as_deref()
             .is_some_and(|ct| media_types.contains(&ct))
         {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "the body must be sent as {}",
-                media_types.join(" or ")
-            )));
+            return Err(HttpError::UnsupportedMediaType(media_types.join(" or ")));
         }
         let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge(BODY_LIMIT))?;
+            .map_err(|_| HttpError::PayloadTooLarge(BODY_LIMIT))?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+            .map_err(|e| HttpError::BadRequest(format!("the body is not valid JSON: {e}")))
     }
 }
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
         Ok(JsonBody(JsonBody::read(req, &["application/json"]).await?))
@@ -87,7 +66,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 pub struct MergePatch(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for MergePatch {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
         Ok(MergePatch(
@@ -100,13 +79,13 @@ impl<S: Send + Sync> FromRequest<S> for MergePatch {
 pub struct QueryPairs(pub Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
         serde_urlencoded::from_str(query)
             .map(QueryPairs)
-            .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))
+            .map_err(|_| HttpError::BadRequest("the query string is malformed".into()))
     }
 }
 
@@ -114,7 +93,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 pub struct ClientAddr(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         // Without a socket (tests calling the router directly) the caller is local.

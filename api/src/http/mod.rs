@@ -1,12 +1,19 @@
-//! The HTTP API: the router, the state handlers share, and the middleware
+//! The HTTP API: the router built from the route table ([`routes`]), the
+//! layer that admits and audits each route ([`admission`]), extractors,
+//! the one error → problem+json mapping ([`problem`]), and the middleware
 //! that gives every request an id, a log line and its metrics.
 
-mod audit;
+mod admission;
 mod auth;
+#[cfg(test)]
+mod contract;
 mod databases;
 pub mod extract;
 mod health;
 pub mod openapi;
+pub mod problem;
+mod records;
+pub mod routes;
 mod stale;
 
 use std::sync::Arc;
@@ -16,71 +23,34 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
 use axum::Router;
 use tracing::Instrument;
 
-use crate::audit::{Audit, Loki};
-use crate::auth::Auth;
-use crate::backend::Backend;
-use crate::error::ApiError;
-use crate::events::Events;
-use crate::metrics::Metrics;
-use crate::model::Limits;
+use crate::app::App;
 use extract::RequestId;
-
-/// What every handler may use.
-pub struct App {
-    pub backend: Arc<dyn Backend>,
-    pub auth: Arc<Auth>,
-    pub metrics: Arc<Metrics>,
-    pub events: Arc<Events>,
-    pub audit: Arc<Audit>,
-    /// Set when records are queried from Loki.
-    pub loki: Option<Arc<Loki>>,
-    pub limits: Limits,
-}
+use problem::HttpError;
 
 pub type AppState = Arc<App>;
 
 pub fn router(app: AppState) -> Router {
-    let api = Router::new()
-        .route("/api/v1/auth/login", axum::routing::post(auth::login))
-        .route("/api/v1/auth/me", get(auth::me))
-        .route(
-            "/api/v1/databases",
-            get(databases::list).post(databases::create),
-        )
-        .route(
-            "/api/v1/databases/{name}",
-            get(databases::get)
-                .patch(databases::update)
-                .delete(databases::delete),
-        )
-        .route(
-            "/api/v1/databases/{name}/credentials",
-            get(databases::credentials),
-        )
-        .route("/api/v1/databases/{name}/events", get(databases::events))
-        .route("/api/v1/databases/{name}/audit", get(audit::of_database))
-        .route("/api/v1/audit", get(audit::all))
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/api/docs", get(openapi::docs_page))
-        .route("/api/docs/swagger-ui-bundle.js", get(openapi::docs_js))
-        .route("/api/docs/swagger-ui.css", get(openapi::docs_css))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .fallback(|| async { ApiError::NotFound("no such route".into()) });
-    // `observe` runs first (outermost), so the audit sees the request id.
+    let mut api = Router::new();
+    for route in routes::table() {
+        let info = Arc::new(route.info);
+        let path = info.path.clone();
+        let admitted = route.handler.route_layer(middleware::from_fn_with_state(
+            (app.clone(), info),
+            admission::admit,
+        ));
+        api = api.route(&path, admitted);
+    }
+    let api = api
+        .method_not_allowed_fallback(|| async { HttpError::MethodNotAllowed })
+        .fallback(|| async { HttpError::NoRoute });
+    // `observe` runs first (outermost), so the admission layer sees the request id.
     api.layer(middleware::from_fn_with_state(app.clone(), stale::mark))
-        .layer(middleware::from_fn_with_state(app.clone(), audit::audited))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::Internal(
-                "a handler panicked".into(),
-            ))
+            axum::response::IntoResponse::into_response(HttpError::Panicked)
         }))
         .with_state(app)
 }

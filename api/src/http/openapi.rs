@@ -6,26 +6,15 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::routes::{table, Route};
+use std::sync::OnceLock;
+
+/// What the document says beyond its paths, which come from the route
+/// table ([`super::routes`]).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pgplane", description = "Managed PostgreSQL: create, resize, inspect and delete PostgreSQL clusters."),
-    paths(
-        super::auth::login,
-        super::auth::me,
-        super::databases::list,
-        super::databases::create,
-        super::databases::get,
-        super::databases::update,
-        super::databases::delete,
-        super::databases::credentials,
-        super::databases::events,
-        super::audit::of_database,
-        super::audit::all,
-        super::health::healthz,
-        super::health::readyz,
-        super::health::metrics,
-    ),
-    components(schemas(crate::model::State, crate::model::FieldError, crate::error::Problem)),
+    components(schemas(crate::model::State, crate::model::FieldError, super::problem::Problem)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Logging in"),
@@ -34,7 +23,26 @@ use utoipa::{Modify, OpenApi};
         (name = "health", description = "Probes and metrics"),
     )
 )]
-pub struct ApiDoc;
+struct ApiDoc;
+
+/// The OpenAPI document of `routes`: every documented route's operation
+/// and the schemas it names.
+pub fn document_of(routes: &[Route]) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for documented in routes
+        .iter()
+        .filter_map(|r| Some((&r.info.path, r.documented.as_ref()?)))
+    {
+        let (path, d) = documented;
+        doc.paths
+            .add_path_operation(path, vec![d.method.clone()], d.operation.clone());
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (name, schema) in &d.schemas {
+            components.schemas.insert(name.clone(), schema.clone());
+        }
+    }
+    doc
+}
 
 struct BearerAuth;
 
@@ -54,12 +62,13 @@ impl Modify for BearerAuth {
 }
 
 pub async fn document() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        ApiDoc::openapi()
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| {
+        document_of(&table())
             .to_json()
-            .expect("the document serializes"),
-    )
+            .expect("the document serializes")
+    });
+    ([(header::CONTENT_TYPE, "application/json")], text.as_str())
 }
 
 const PAGE: &str = r##"<!doctype html>

@@ -34,7 +34,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
     backend: std::sync::Arc<dyn pgplane::backend::Backend>,
-    events: std::sync::Arc<pgplane::events::Events>,
+    events: std::sync::Arc<pgplane::records::Events>,
     server: tokio::task::JoinHandle<()>,
     _tmp: Option<tempfile::TempDir>,
 }

@@ -15,7 +15,7 @@ pub mod cluster;
 pub mod rbac;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -34,10 +34,11 @@ use kube::{Api, Client, Config};
 use tokio::task::AbortHandle;
 
 use super::{Backend, BackendError, DeleteOutcome};
-use crate::events::Events;
+use crate::config::SettingError;
 use crate::metrics::Metrics;
+use crate::model::paging::{ListQuery, Page};
 use crate::model::{Credentials, Database, DatabaseSpec, Endpoints};
-use crate::operations::{self, ListQuery, Page};
+use crate::records::Events;
 use crate::states::{cnpg_state, CnpgObservation};
 use cluster::{Cluster, Stamp};
 use watch::{Feed, Observed};
@@ -57,14 +58,6 @@ pub struct KubeSettings {
     pub namespace: String,
     /// A kubeconfig file; `None`: in-cluster, or `KUBECONFIG`/`~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
-}
-
-/// Why the backend cannot start.
-#[derive(Debug, thiserror::Error)]
-#[error("bad setting {var}: {reason}")]
-pub struct KubeStartError {
-    pub var: &'static str,
-    pub reason: String,
 }
 
 pub struct KubeBackend {
@@ -110,10 +103,10 @@ impl KubeBackend {
         settings: &KubeSettings,
         metrics: Arc<Metrics>,
         events: Arc<Events>,
-    ) -> Result<KubeBackend, KubeStartError> {
+    ) -> Result<KubeBackend, SettingError> {
         let config = match &settings.kubeconfig {
             Some(path) => {
-                let bad = |e: String| KubeStartError {
+                let bad = |e: String| SettingError {
                     var: "PGPLANE_KUBECONFIG",
                     reason: format!("{}: {e}", path.display()),
                 };
@@ -123,7 +116,7 @@ impl KubeBackend {
                     .await
                     .map_err(|e| bad(e.to_string()))?
             }
-            None => Config::infer().await.map_err(|e| KubeStartError {
+            None => Config::infer().await.map_err(|e| SettingError {
                 var: "PGPLANE_KUBECONFIG",
                 reason: format!(
                     "not set, and neither an in-cluster service account nor a kubeconfig was found: {e}"
@@ -131,7 +124,7 @@ impl KubeBackend {
             })?,
         };
         let server = config.cluster_url.to_string();
-        let client_error = |e: kube::Error| KubeStartError {
+        let client_error = |e: kube::Error| SettingError {
             var: "PGPLANE_KUBECONFIG",
             reason: format!("cannot make a client for {server}: {e}"),
         };
@@ -194,7 +187,7 @@ impl KubeBackend {
         if h.clusters_synced && h.services_synced {
             return Ok(());
         }
-        Err(BackendError::Unavailable(format!(
+        Err(BackendError::unavailable(format!(
             "the cache of Clusters is not filled yet: {}",
             h.clusters_error
                 .as_deref()
@@ -491,28 +484,29 @@ fn write_error(e: kube::Error, name: &str) -> BackendError {
                 "database {name} changed at the same time; try again ({})",
                 s.message
             )),
-            401 => BackendError::Unavailable(format!(
+            401 => BackendError::unavailable(format!(
                 "the Kubernetes API server refuses pgplane's credentials: {}",
                 s.message
             )),
-            403 if is_rbac_denial(&s.message) => BackendError::Unavailable(format!(
+            403 if is_rbac_denial(&s.message) => BackendError::unavailable(format!(
                 "pgplane lacks a Kubernetes permission: {}",
                 s.message
             )),
             // Admission, quota, schema: the server's own words.
             400 | 403 | 422 => BackendError::Rejected(s.message),
-            429 | 500 | 502 | 503 | 504 => BackendError::Unavailable(format!(
+            429 | 500 | 502 | 503 | 504 => BackendError::unavailable(format!(
                 "the Kubernetes API server is unavailable: {}",
                 s.message
             )),
-            _ => {
-                BackendError::Internal(format!("the API server answered {}: {}", s.code, s.message))
-            }
+            code => BackendError::internal(
+                format!("the API server answered {code} to a write"),
+                kube::Error::Api(s),
+            ),
         },
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            BackendError::Unavailable(format!("the Kubernetes API server is unreachable: {e}"))
+        e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
+            BackendError::unavailable_by("the Kubernetes API server is unreachable", e)
         }
-        other => BackendError::Internal(other.to_string()),
+        other => BackendError::internal("a write to the API server failed", other),
     }
 }
 
@@ -542,49 +536,26 @@ impl Backend for KubeBackend {
 
     /// Filters and sorts the cached Clusters by name and labels first, and
     /// builds only the databases of the page.
-    async fn page(&self, query: &ListQuery) -> Result<Page, BackendError> {
+    async fn page(&self, query: &ListQuery) -> Result<Page<Database>, BackendError> {
         self.require_synced()?;
-        let raw_labels_match = |c: &Cluster| {
-            let labels = c.metadata.labels.as_ref();
-            query
-                .labels
-                .iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        };
+        let no_labels = BTreeMap::new();
         let mut candidates: Vec<Arc<Cluster>> = self
             .shared
             .clusters
             .state()
             .into_iter()
             .filter(|c| {
-                query
-                    .after
-                    .as_deref()
-                    .is_none_or(|after| c.metadata.name.as_deref().is_some_and(|n| n > after))
-                    && raw_labels_match(c)
+                let name = c.metadata.name.as_deref().unwrap_or_default();
+                query.selects(name, c.metadata.labels.as_ref().unwrap_or(&no_labels))
             })
             .collect();
         candidates.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        let mut items = Vec::with_capacity(query.limit + 1);
-        for c in candidates {
-            // The database's labels are those pgplane applied (see cluster::spec_of).
-            let db = self.view(&c);
-            if query
-                .labels
-                .iter()
-                .all(|(k, v)| db.labels.get(k) == Some(v))
-            {
-                items.push(db);
-                if items.len() > query.limit {
-                    break;
-                }
-            }
-        }
-        let more = items.len() > query.limit;
-        items.truncate(query.limit);
-        let next_cursor =
-            more.then(|| operations::encode_cursor(&items.last().expect("a full page").name));
-        Ok(Page { items, next_cursor })
+        // The database's labels are those pgplane applied (see cluster::spec_of).
+        let selected = candidates
+            .iter()
+            .map(|c| self.view(c))
+            .filter(|db| query.selects(&db.name, &db.labels));
+        Ok(query.page_of_selected(selected))
     }
 
     async fn get(&self, name: &str) -> Result<Database, BackendError> {

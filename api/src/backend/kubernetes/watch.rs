@@ -35,8 +35,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use super::cluster::{self, Cluster};
 use super::Shared;
-use crate::events::ServiceEvent;
 use crate::model::State;
+use crate::records::ServiceEvent;
 use crate::states::{cnpg_state, CnpgObservation};
 
 /// The phase shown while a Cluster is being deleted, and once it is gone:

@@ -22,10 +22,10 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::{Backend, BackendError, DeleteOutcome};
-use crate::events::{Events, ServiceEvent};
 use crate::files;
 use crate::metrics::Metrics;
-use crate::model::{Credentials, Database, DatabaseSpec, Endpoints, FieldError, State};
+use crate::model::{Credentials, Database, DatabaseSpec, Endpoints, FieldError, Invalid, State};
+use crate::records::{Events, ServiceEvent};
 use crate::states::{local_state, LocalObservation, Operation};
 pub use postgres::{PgError, Postgres};
 use record::{DatabaseRecord, Paths, Secrets};
@@ -335,10 +335,8 @@ impl Entry {
         let path = self.paths.record();
         tokio::task::spawn_blocking(move || files::replace(&path, &text, 0o600))
             .await
-            .map_err(|e| BackendError::Internal(e.to_string()))?
-            .map_err(|e| {
-                BackendError::Unavailable(format!("cannot write the database record: {e}"))
-            })
+            .map_err(|e| BackendError::internal("the record writer panicked", e))?
+            .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))
     }
 }
 
@@ -376,16 +374,16 @@ impl Backend for LocalBackend {
             .pg
             .check_parameters(&self.inner.probe, &spec.parameters)
             .await
-            .map_err(|e| BackendError::Unavailable(format!("cannot check parameters: {e}")))?;
+            .map_err(|e| BackendError::unavailable_by("cannot check parameters", e))?;
         if refused.is_empty() {
             return Ok(());
         }
-        Err(BackendError::Invalid(
+        Err(BackendError::Invalid(Invalid(
             refused
                 .into_iter()
                 .map(|(name, reason)| FieldError::new(format!("parameters.{name}"), reason))
                 .collect(),
-        ))
+        )))
     }
 
     async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError> {
@@ -406,21 +404,22 @@ impl Backend for LocalBackend {
         let paths = Paths::new(&inner.root, &spec.name);
         let port = inner
             .allocate_port()
-            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+            .map_err(|e| BackendError::unavailable_by("no port is free for the database", e))?;
         let record = DatabaseRecord::new(spec, owner, port);
         let secrets = Secrets::generate();
         let written = {
             let (paths, record, secrets) = (paths.clone(), record.clone(), secrets.clone());
             tokio::task::spawn_blocking(move || write_new(&paths, &record, &secrets))
                 .await
-                .map_err(|e| BackendError::Internal(e.to_string()))?
+                .map_err(|e| BackendError::internal("the record writer panicked", e))?
         };
         if let Err(e) = written {
             inner.free_port(port);
             let _ = std::fs::remove_dir_all(&paths.dir);
-            return Err(BackendError::Unavailable(format!(
-                "cannot record the database: {e}"
-            )));
+            return Err(BackendError::unavailable_by(
+                "cannot record the database",
+                e,
+            ));
         }
         let entry = inner.adopt(
             paths,

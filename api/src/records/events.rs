@@ -7,18 +7,18 @@
 //! the journal's writer appends it (with `fdatasync`) in the order recorded.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::audit::Loki;
-use crate::journal::{Entry, Journal, OpenError, Window};
+use super::journal::{Journal, OpenError};
+use super::{page, EventQuery, Loki, Pusher, Record, RecordsError, Source};
 use crate::metrics::Metrics;
+use crate::model::paging::Page;
 use crate::model::State;
 
-pub const LOG_TYPE: &str = "service_event";
 const FILE: &str = "events.jsonl";
 
 /// One state transition (DESIGN.md "Records").
@@ -47,7 +47,7 @@ impl ServiceEvent {
     ) -> ServiceEvent {
         ServiceEvent {
             ts: Utc::now(),
-            log_type: LOG_TYPE.into(),
+            log_type: Self::LOG_TYPE.into(),
             database: database.into(),
             from,
             to,
@@ -58,24 +58,9 @@ impl ServiceEvent {
     }
 }
 
-/// What `GET /databases/{name}/events` asks for.
-#[derive(Debug, Clone)]
-pub struct EventQuery {
-    pub database: String,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    pub limit: usize,
-}
+impl Record for ServiceEvent {
+    const LOG_TYPE: &'static str = "service_event";
 
-/// The local event store and the stdout stream.
-pub struct Events {
-    journal: Journal<ServiceEvent>,
-    metrics: Arc<Metrics>,
-    /// Loki, when records are pushed there too.
-    push_to: OnceLock<Arc<Loki>>,
-}
-
-impl Entry for ServiceEvent {
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
@@ -84,33 +69,55 @@ impl Entry for ServiceEvent {
     }
 }
 
+/// The service events: always kept in the local journal (it is also the
+/// watcher's memory of what it recorded), queried there or in Loki.
+pub struct Events {
+    journal: Journal<ServiceEvent>,
+    metrics: Arc<Metrics>,
+    /// Set when `PGPLANE_EVENT_STORE=loki`: queries go there.
+    query_loki: Option<Arc<Loki>>,
+    pusher: Option<Arc<Pusher>>,
+}
+
 impl Events {
-    /// Reads the store under `data_dir` (a torn last line, from a crash
+    /// Reads the journal under `data_dir` (a torn last line, from a crash
     /// mid-write, is dropped) and starts its writer.
-    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> Result<Arc<Events>, OpenError> {
-        Ok(Arc::new(Events {
-            journal: Journal::open(&data_dir.join(FILE))?,
+    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> Result<Events, OpenError> {
+        let journal = Journal::open(&data_dir.join(FILE))?;
+        metrics
+            .records_unreadable
+            .with_label_values(&["local"])
+            .inc_by(journal.unreadable());
+        Ok(Events {
+            journal,
             metrics,
-            push_to: OnceLock::new(),
-        }))
+            query_loki: None,
+            pusher: None,
+        })
     }
 
-    /// Hands every event recorded from now on to Loki's push buffer
-    /// (which drops it unless PGPLANE_LOKI_PUSH is on).
-    pub fn push_to(&self, loki: Arc<Loki>) {
-        let _ = self.push_to.set(loki);
+    /// Answers queries from Loki instead of the journal.
+    pub fn query_from(mut self, loki: Arc<Loki>) -> Events {
+        self.query_loki = Some(loki);
+        self
     }
 
-    /// Prints the event as a JSON line and appends it to the store in the
+    /// Pushes every event recorded from now on to Loki.
+    pub fn push_to(mut self, pusher: Arc<Pusher>) -> Events {
+        self.pusher = Some(pusher);
+        self
+    }
+
+    /// Prints the event as a JSON line and appends it to the journal in the
     /// background: the watcher never waits on the disk.
     pub fn record(&self, event: ServiceEvent) {
         self.metrics
             .transitions
             .with_label_values(&[event.from.as_str(), event.to.as_str()])
             .inc();
-        crate::records::print_line(&event);
-        if let Some(loki) = self.push_to.get() {
-            loki.push_later(&event);
+        super::stdout::print_line(&event);
+        if let Some(pusher) = &self.pusher {
+            pusher.push_later(&event);
         }
         self.journal.append_later(event);
     }
@@ -120,21 +127,19 @@ impl Events {
         self.journal.flush().await;
     }
 
-    /// Events of one database, newest first.
-    pub fn query(&self, q: &EventQuery) -> Vec<ServiceEvent> {
-        let window = Window {
-            since: q.since,
-            until: q.until,
-            before_position: None,
+    /// A page of events, newest first.
+    pub async fn query(&self, q: &EventQuery) -> Result<Page<ServiceEvent>, RecordsError> {
+        let source = match &self.query_loki {
+            Some(loki) => Source::Loki(loki),
+            None => Source::Journal(&self.journal),
         };
-        self.journal
-            .scan(Some(&q.database), &window, q.limit, |_| true)
-            .into_iter()
-            .map(|p| p.entry)
-            .collect()
+        page(source, &q.span, q.database.as_deref(), &q.labels(), |e| {
+            q.matches(e)
+        })
+        .await
     }
 
-    /// Whether any event of `database` was ever recorded.
+    /// Whether any event of `database` was ever recorded here.
     pub fn knows(&self, database: &str) -> bool {
         self.journal.last_of(database).is_some()
     }
@@ -145,7 +150,7 @@ impl Events {
         self.journal.last_of(database).map(|e| e.to)
     }
 
-    /// `Err` with the reason when the last write to the store failed.
+    /// `Err` with the reason when the last write to the journal failed.
     pub fn ready(&self) -> Result<(), String> {
         if self.journal.healthy() {
             Ok(())
@@ -161,6 +166,7 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::Span;
     use std::fs::OpenOptions;
     use std::io::Write;
 
@@ -176,8 +182,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn events_survive_a_reopen_and_a_torn_last_line_is_dropped() {
+    #[tokio::test]
+    async fn events_survive_a_reopen_and_a_torn_last_line_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
         let events = Events::open(dir.path(), metrics.clone()).unwrap();
@@ -196,12 +202,17 @@ mod tests {
         assert_eq!(events.last_state("a"), Some(State::Degraded));
         assert_eq!(events.last_state("c"), None);
         let q = EventQuery {
-            database: "a".into(),
-            since: None,
-            until: None,
-            limit: 10,
+            database: Some("a".into()),
+            span: Span::default(),
         };
-        let got: Vec<State> = events.query(&q).iter().map(|e| e.to).collect();
+        let got: Vec<State> = events
+            .query(&q)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|e| e.to)
+            .collect();
         assert_eq!(got, [State::Degraded, State::Healthy], "newest first");
         events.record(event("a", State::Healthy));
         wait_for_lines(&dir.path().join(FILE), 4);
@@ -211,8 +222,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn query_filters_by_time_and_limits() {
+    #[tokio::test]
+    async fn query_filters_by_time_limits_and_pages() {
         let dir = tempfile::tempdir().unwrap();
         let events = Events::open(dir.path(), Arc::new(Metrics::new())).unwrap();
         let t0 = Utc::now();
@@ -222,22 +233,38 @@ mod tests {
             events.record(e);
         }
         let q = |since: Option<i64>, until: Option<i64>, limit| EventQuery {
-            database: "a".into(),
-            since: since.map(|s| t0 + chrono::Duration::seconds(s)),
-            until: until.map(|s| t0 + chrono::Duration::seconds(s)),
-            limit,
+            database: Some("a".into()),
+            span: Span {
+                since: since.map(|s| t0 + chrono::Duration::seconds(s)),
+                until: until.map(|s| t0 + chrono::Duration::seconds(s)),
+                limit,
+                cursor: None,
+            },
         };
-        let secs = |v: Vec<ServiceEvent>| -> Vec<i64> {
-            v.iter().map(|e| (e.ts - t0).num_seconds()).collect()
+        let secs = |p: Page<ServiceEvent>| -> Vec<i64> {
+            p.items.iter().map(|e| (e.ts - t0).num_seconds()).collect()
         };
-        assert_eq!(secs(events.query(&q(None, None, 10))), [4, 3, 2, 1, 0]);
-        assert_eq!(secs(events.query(&q(Some(1), Some(3), 10))), [2, 1]);
-        assert_eq!(secs(events.query(&q(None, None, 2))), [4, 3]);
-        assert!(events
-            .query(&EventQuery {
-                database: "b".into(),
-                ..q(None, None, 10)
-            })
-            .is_empty());
+        let run = |q: EventQuery| {
+            let events = &events;
+            async move { events.query(&q).await.unwrap() }
+        };
+        assert_eq!(secs(run(q(None, None, 10)).await), [4, 3, 2, 1, 0]);
+        assert_eq!(secs(run(q(Some(1), Some(3), 10)).await), [2, 1]);
+        let first = run(q(None, None, 2)).await;
+        let cursor = first.next_cursor.clone().expect("more than one page");
+        assert_eq!(secs(first), [4, 3]);
+        let mut next = q(None, None, 2);
+        next.span.cursor = crate::model::paging::decode_cursor(&cursor);
+        assert_eq!(secs(run(next).await), [2, 1]);
+        let other = EventQuery {
+            database: Some("b".into()),
+            ..q(None, None, 10)
+        };
+        assert!(run(other).await.items.is_empty());
+        let everyone = EventQuery {
+            database: None,
+            ..q(None, None, 10)
+        };
+        assert_eq!(run(everyone).await.items.len(), 5);
     }
 }

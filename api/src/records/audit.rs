@@ -7,9 +7,6 @@
 //! 503 and changes nothing. With the Loki store, the line on standard output
 //! is the record (a log shipper takes it to Loki) and queries go to Loki.
 
-pub mod loki;
-mod query;
-
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -18,13 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::auth::Role;
-use crate::journal::{Entry, Journal, OpenError};
+use super::journal::{Journal, OpenError};
+use super::{page, AuditQuery, Loki, Pusher, Record, RecordsError, Source};
 use crate::metrics::Metrics;
-pub use loki::Loki;
-pub use query::{AuditPage, AuditQuery, Cursor};
+use crate::model::paging::Page;
+use crate::model::Role;
 
-pub const LOG_TYPE: &str = "audit";
 const FILE: &str = "audit.jsonl";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -112,7 +108,9 @@ pub struct AuditRecord {
     /// Always `audit`.
     pub log_type: String,
     /// Unique per record (the request id comes from the client when it
-    /// sends one, so it need not be).
+    /// sends one, so it need not be). A line without one (the contract's
+    /// shape, as another writer may ship it) gets one from where it is.
+    #[serde(default)]
     pub id: String,
     pub request_id: String,
     /// The username; for a failed login, the name that was tried; `anonymous`
@@ -133,7 +131,9 @@ pub struct AuditRecord {
     pub changes: Option<Map<String, Value>>,
 }
 
-impl Entry for AuditRecord {
+impl Record for AuditRecord {
+    const LOG_TYPE: &'static str = "audit";
+
     fn ts(&self) -> DateTime<Utc> {
         self.ts
     }
@@ -143,42 +143,39 @@ impl Entry for AuditRecord {
     fn key(&self) -> Option<&str> {
         Some(&self.id)
     }
-}
-
-/// Why a record could not be kept or read.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuditError {
-    #[error("the audit trail cannot be written ({0}); nothing was changed")]
-    Write(String),
-    #[error("the audit store cannot be queried: {0}")]
-    Query(String),
-    /// A cursor of the other kind of store: not one this API returned.
-    #[error("is not a cursor this API returned")]
-    ForeignCursor,
-}
-
-impl From<loki::LokiError> for AuditError {
-    fn from(e: loki::LokiError) -> AuditError {
-        AuditError::Query(e.to_string())
+    fn complete(&mut self, ts_ns: i64, line_hash: &str) {
+        if self.id.is_empty() {
+            self.id = format!("loki-{ts_ns}-{line_hash}");
+        }
     }
 }
 
+/// Where audit records are kept and queried.
 enum Store {
+    /// `audit.jsonl` under the data directory, synced before each answer.
     Local(Journal<AuditRecord>),
+    /// The line on standard output is the record; queries go to Loki.
     Loki(Arc<Loki>),
 }
 
 pub struct Audit {
     store: Store,
     metrics: Arc<Metrics>,
+    pusher: Option<Arc<Pusher>>,
 }
 
 impl Audit {
     /// The local store: `audit.jsonl` under the data directory.
     pub fn local(data_dir: &std::path::Path, metrics: Arc<Metrics>) -> Result<Audit, OpenError> {
+        let journal = Journal::open(&data_dir.join(FILE))?;
+        metrics
+            .records_unreadable
+            .with_label_values(&["local"])
+            .inc_by(journal.unreadable());
         Ok(Audit {
-            store: Store::Local(Journal::open(&data_dir.join(FILE))?),
+            store: Store::Local(journal),
             metrics,
+            pusher: None,
         })
     }
 
@@ -186,47 +183,51 @@ impl Audit {
         Audit {
             store: Store::Loki(loki),
             metrics,
+            pusher: None,
         }
+    }
+
+    /// Pushes every record published from now on to Loki, whatever the store.
+    pub fn push_to(mut self, pusher: Arc<Pusher>) -> Audit {
+        self.pusher = Some(pusher);
+        self
     }
 
     /// Keeps `record` durably. Locally that is the journal's `fdatasync`;
     /// with Loki, the line printed by [`Audit::publish`] is the record.
-    async fn keep(&self, record: &AuditRecord) -> Result<(), AuditError> {
+    async fn keep(&self, record: &AuditRecord) -> Result<(), RecordsError> {
         match &self.store {
             Store::Local(journal) => journal
                 .append(record.clone())
                 .await
-                .map_err(|e| AuditError::Write(e.to_string())),
+                .map_err(RecordsError::Write),
             Store::Loki(_) => Ok(()),
         }
     }
 
     /// The final record goes out: one line on standard output, the metric,
-    /// and Loki's push buffer when pushing is on.
+    /// and the push buffer when pushing is on.
     fn publish(&self, record: &AuditRecord) {
-        crate::records::print_line(record);
+        super::stdout::print_line(record);
         self.metrics
             .audit_records
             .with_label_values(&[record.action.as_str(), record.outcome.as_str()])
             .inc();
-        if let Store::Loki(loki) = &self.store {
-            loki.push_later(record);
+        if let Some(pusher) = &self.pusher {
+            pusher.push_later(record);
         }
     }
 
-    /// A page of records. Each store reads only its own kind of cursor.
-    pub async fn query(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {
-        match (&self.store, &q.cursor) {
-            (Store::Local(journal), None) => Ok(q.run_local(journal, None)),
-            (Store::Local(journal), Some(Cursor::Local(before))) => {
-                Ok(q.run_local(journal, Some(*before)))
-            }
-            (Store::Loki(loki), None) => Ok(loki.audit(q, None).await?),
-            (Store::Loki(loki), Some(Cursor::Loki { ts_ns, seen })) => {
-                Ok(loki.audit(q, Some((*ts_ns, seen.clone()))).await?)
-            }
-            (_, Some(_)) => Err(AuditError::ForeignCursor),
-        }
+    /// A page of records, newest first.
+    pub async fn query(&self, q: &AuditQuery) -> Result<Page<AuditRecord>, RecordsError> {
+        let source = match &self.store {
+            Store::Local(journal) => Source::Journal(journal),
+            Store::Loki(loki) => Source::Loki(loki),
+        };
+        page(source, &q.span, q.database.as_deref(), &q.labels(), |r| {
+            q.matches(r)
+        })
+        .await
     }
 
     /// `Err` names the store when it cannot serve.
@@ -306,7 +307,7 @@ impl Draft {
         };
         AuditRecord {
             ts: s.written.as_ref().map_or_else(Utc::now, |w| w.ts),
-            log_type: LOG_TYPE.into(),
+            log_type: AuditRecord::LOG_TYPE.into(),
             id: s.id.clone(),
             request_id: s.request_id.clone(),
             actor: s.actor.clone().unwrap_or_else(|| "anonymous".into()),
@@ -322,7 +323,7 @@ impl Draft {
 
     /// Records that the request succeeds with `status`, before the change
     /// is made. On `Err`, the handler must change nothing.
-    pub async fn write_ahead(&self, audit: &Audit, status: u16) -> Result<(), AuditError> {
+    pub async fn write_ahead(&self, audit: &Audit, status: u16) -> Result<(), RecordsError> {
         let record = self.record(status);
         audit.keep(&record).await?;
         self.state().written = Some(record);
@@ -331,7 +332,7 @@ impl Draft {
 
     /// Closes the record with the status answered. `Err` when it could not
     /// be kept and nothing was written ahead: the answer must then not go out.
-    pub async fn close(&self, audit: &Audit, status: u16) -> Result<(), AuditError> {
+    pub async fn close(&self, audit: &Audit, status: u16) -> Result<(), RecordsError> {
         let record = self.record(status);
         let ahead = self.state().written.clone();
         match ahead {
@@ -355,6 +356,7 @@ impl Draft {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::Cursor;
 
     #[test]
     fn outcomes_follow_the_status() {
@@ -396,18 +398,16 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let local = Audit::local(dir.path(), metrics.clone()).unwrap();
         // Nothing listens there: a query that reached Loki would fail otherwise.
-        let settings = loki::LokiSettings {
+        let settings = crate::config::LokiSettings {
             url: "http://127.0.0.1:9".into(),
             selector: "{app=\"pgplane\"}".into(),
-            push: false,
+            push_labels: None,
             timeout: std::time::Duration::from_secs(1),
         };
-        let remote = Audit::loki(
-            loki::Loki::new(&settings, metrics.clone()).unwrap(),
-            metrics,
-        );
+        let remote = Audit::loki(Loki::new(&settings, metrics.clone()).unwrap(), metrics);
         let with = |cursor: Cursor| {
-            AuditQuery::parse(&[("cursor".into(), cursor.encode())], None).unwrap()
+            let text = crate::model::paging::encode_cursor(&cursor);
+            AuditQuery::parse(&[("cursor".into(), text)], None).unwrap()
         };
         let loki_cursor = with(Cursor::Loki {
             ts_ns: 1,
@@ -415,16 +415,16 @@ mod tests {
         });
         assert!(matches!(
             local.query(&loki_cursor).await,
-            Err(AuditError::ForeignCursor)
+            Err(RecordsError::ForeignCursor)
         ));
         assert!(matches!(
             remote.query(&with(Cursor::Local(3))).await,
-            Err(AuditError::ForeignCursor)
+            Err(RecordsError::ForeignCursor)
         ));
         assert!(local.query(&with(Cursor::Local(3))).await.is_ok());
         assert!(matches!(
             remote.query(&loki_cursor).await,
-            Err(AuditError::Query(_))
+            Err(RecordsError::Query(..))
         ));
     }
 

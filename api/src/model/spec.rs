@@ -1,5 +1,6 @@
-//! The domain: what a database is, what a caller may ask for, and the rules a
-//! request must satisfy. Pure functions only — no I/O, no HTTP, no backend.
+//! The rules a request must satisfy: parsing and checking create bodies and
+//! merge patches field by field, names, quantities, labels and parameters.
+//! Pure functions only: no I/O, no HTTP, no backend.
 //!
 //! Request bodies are parsed field by field from JSON (not by `serde` derive)
 //! so that a bad request gets one precise entry per field in `errors`, and
@@ -7,10 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+
+use super::database::DatabaseSpec;
+use super::invalid::{FieldError, Invalid};
+use super::parameters;
 
 /// Longest database name: CNPG derives pod, Service and Secret names from it.
 pub const MAX_NAME_LEN: usize = 50;
@@ -22,194 +26,8 @@ const MAX_LABELS: usize = 32;
 const MAX_PARAMETERS: usize = 100;
 const MAX_PARAMETER_VALUE_LEN: usize = 1024;
 
-/// Parameters the backends manage themselves: setting them would break
-/// replication, connectivity or the backend's own bookkeeping.
-pub const MANAGED_PARAMETERS: &[&str] = &[
-    "archive_cleanup_command",
-    "archive_command",
-    "archive_mode",
-    "cluster_name",
-    "config_file",
-    "data_directory",
-    "external_pid_file",
-    "hba_file",
-    "hot_standby",
-    "ident_file",
-    "listen_addresses",
-    "log_destination",
-    "log_directory",
-    "logging_collector",
-    "max_replication_slots",
-    "max_wal_senders",
-    "port",
-    "primary_conninfo",
-    "primary_slot_name",
-    "promote_trigger_file",
-    "recovery_end_command",
-    "recovery_min_apply_delay",
-    "recovery_target",
-    "recovery_target_action",
-    "recovery_target_inclusive",
-    "recovery_target_lsn",
-    "recovery_target_name",
-    "recovery_target_time",
-    "recovery_target_timeline",
-    "recovery_target_xid",
-    "restore_command",
-    "shared_preload_libraries",
-    "ssl",
-    "ssl_ca_file",
-    "ssl_cert_file",
-    "ssl_key_file",
-    "synchronous_standby_names",
-    "unix_socket_directories",
-    "unix_socket_group",
-    "unix_socket_permissions",
-    "wal_level",
-    "wal_log_hints",
-];
-
 /// Label keys the control plane sets on what it manages.
 const RESERVED_LABEL_PREFIXES: &[&str] = &["pgplane.io/", "cnpg.io/", "app.kubernetes.io/"];
-
-/// What the caller asks for: the desired state of one database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DatabaseSpec {
-    pub name: String,
-    pub postgres_version: u32,
-    pub instances: u32,
-    pub storage: String,
-    pub parameters: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-}
-
-/// Where a database stands, in the words of the contract (DESIGN.md "States").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Creating,
-    Healthy,
-    Scaling,
-    Updating,
-    Degraded,
-    FailingOver,
-    Deleting,
-    Failed,
-    Unknown,
-}
-
-impl State {
-    pub const ALL: [State; 9] = [
-        State::Creating,
-        State::Healthy,
-        State::Scaling,
-        State::Updating,
-        State::Degraded,
-        State::FailingOver,
-        State::Deleting,
-        State::Failed,
-        State::Unknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Creating => "creating",
-            State::Healthy => "healthy",
-            State::Scaling => "scaling",
-            State::Updating => "updating",
-            State::Degraded => "degraded",
-            State::FailingOver => "failing_over",
-            State::Deleting => "deleting",
-            State::Failed => "failed",
-            State::Unknown => "unknown",
-        }
-    }
-}
-
-/// Connection addresses, `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Endpoints {
-    pub read_write: String,
-    pub read_only: String,
-}
-
-/// A database as the API shows it: the spec plus what the backend observes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Database {
-    #[schema(example = "orders")]
-    pub name: String,
-    #[schema(example = 15)]
-    pub postgres_version: u32,
-    #[schema(example = 3, minimum = 1, maximum = 9)]
-    pub instances: u32,
-    #[schema(example = "10Gi")]
-    pub storage: String,
-    pub parameters: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-    pub owner: String,
-    pub state: State,
-    /// The backend's own text for where the database stands, verbatim.
-    pub phase: String,
-    pub ready_instances: u32,
-    pub primary: Option<String>,
-    pub endpoints: Option<Endpoints>,
-    /// Counts spec changes; also the `ETag`.
-    pub revision: u64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Connection details for the application role.
-#[derive(Clone, Serialize, Deserialize, ToSchema)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-    pub host: String,
-    pub port: u16,
-    pub dbname: String,
-    pub uri: String,
-    pub jdbc_uri: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"***")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("dbname", &self.dbname)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Credentials {
-    /// Builds the URIs from the parts, percent-encoding what needs it.
-    pub fn new(username: &str, password: &str, host: &str, port: u16, dbname: &str) -> Self {
-        let (u, p, d) = (encode(username), encode(password), encode(dbname));
-        Credentials {
-            username: username.to_owned(),
-            password: password.to_owned(),
-            host: host.to_owned(),
-            port,
-            dbname: dbname.to_owned(),
-            uri: format!("postgresql://{u}:{p}@{host}:{port}/{d}"),
-            jdbc_uri: format!("jdbc:postgresql://{host}:{port}/{d}?user={u}&password={p}"),
-        }
-    }
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 /// The body of `POST /databases`, for the OpenAPI document. Parsing goes
 /// through [`parse_create`], which reports every bad field at once.
@@ -260,22 +78,6 @@ pub struct DatabasePatchDoc {
     labels: Option<BTreeMap<String, Option<String>>>,
 }
 
-/// One bad field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
 /// What the rules need to know about the installation.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -293,10 +95,10 @@ impl Limits {
 }
 
 /// Parses and checks a create body; every problem becomes one [`FieldError`].
-pub fn parse_create(body: &Value, limits: &Limits) -> Result<DatabaseSpec, Vec<FieldError>> {
+pub fn parse_create(body: &Value, limits: &Limits) -> Result<DatabaseSpec, Invalid> {
     let mut errors = Vec::new();
     let Some(obj) = body.as_object() else {
-        return Err(vec![FieldError::new("", "the body must be a JSON object")]);
+        return Err(Invalid::field("", "the body must be a JSON object"));
     };
     for key in obj.keys() {
         if ![
@@ -380,21 +182,16 @@ pub fn parse_create(body: &Value, limits: &Limits) -> Result<DatabaseSpec, Vec<F
             labels,
         })
     } else {
-        Err(errors)
+        Err(Invalid(errors))
     }
 }
 
-/// Why a merge patch cannot be applied: invalid fields, or a rule that
-/// compares with the current spec (the storage shrink).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PatchErrors(pub Vec<FieldError>);
-
 /// Applies a JSON merge patch (RFC 7396) of the mutable fields to `current`
 /// and checks the result. A patch that changes nothing is valid.
-pub fn apply_patch(current: &DatabaseSpec, patch: &Value) -> Result<DatabaseSpec, PatchErrors> {
+pub fn apply_patch(current: &DatabaseSpec, patch: &Value) -> Result<DatabaseSpec, Invalid> {
     let mut errors = Vec::new();
     let Some(obj) = patch.as_object() else {
-        return Err(PatchErrors(vec![FieldError::new(
+        return Err(Invalid(vec![FieldError::new(
             "",
             "the body must be a JSON object (a JSON merge patch)",
         )]));
@@ -439,7 +236,7 @@ pub fn apply_patch(current: &DatabaseSpec, patch: &Value) -> Result<DatabaseSpec
     if errors.is_empty() {
         Ok(next)
     } else {
-        Err(PatchErrors(errors))
+        Err(Invalid(errors))
     }
 }
 
@@ -612,11 +409,8 @@ fn parse_parameters(
             errors.push(FieldError::new(field, "is not a PostgreSQL parameter name"));
             continue;
         }
-        if MANAGED_PARAMETERS.contains(&name.as_str()) {
-            errors.push(FieldError::new(
-                field,
-                "is managed by pgplane and cannot be set",
-            ));
+        if let Some(refusal) = parameters::refusal(name) {
+            errors.push(FieldError::new(field, refusal.reason()));
             continue;
         }
         let value = match value {
@@ -843,7 +637,7 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let errors = parse_create(body, &limits()).expect_err(&body.to_string());
+            let Invalid(errors) = parse_create(body, &limits()).expect_err(&body.to_string());
             assert_eq!(&fields(&errors), expected, "{body}");
         }
     }
@@ -933,17 +727,10 @@ mod tests {
             (json!("x"), &[""]),
         ];
         for (patch, expected) in cases {
-            let PatchErrors(errors) = apply_patch(&spec(), patch).expect_err(&patch.to_string());
+            let Invalid(errors) = apply_patch(&spec(), patch).expect_err(&patch.to_string());
             assert_eq!(&fields(&errors), expected, "{patch}");
         }
         // The same size in other units is not a shrink.
         assert!(apply_patch(&spec(), &json!({"storage": "10240Mi"})).is_ok());
-    }
-
-    #[test]
-    fn credentials_encode_uri_parts() {
-        let c = Credentials::new("app", "p@ss:w/rd", "127.0.0.1", 5432, "app");
-        assert_eq!(c.uri, "postgresql://app:p%40ss%3Aw%2Frd@127.0.0.1:5432/app");
-        assert!(!format!("{c:?}").contains("p@ss"));
     }
 }

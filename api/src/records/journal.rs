@@ -10,39 +10,31 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::sync::oneshot;
 
-/// What a journal holds.
-pub trait Entry: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
-    fn ts(&self) -> DateTime<Utc>;
-    /// The database the entry is about, for the per-database index.
-    fn database(&self) -> Option<&str>;
-    /// Entries with the same key replace each other in place: a later line
-    /// corrects an earlier one (an audit record whose outcome changed).
-    fn key(&self) -> Option<&str> {
-        None
-    }
-}
+use super::Record;
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("cannot write to {path}: {cause}")]
+#[error("cannot write to {path}")]
 pub struct WriteError {
     pub path: String,
-    pub cause: String,
+    /// Shared: one failed write answers every caller of its batch.
+    #[source]
+    pub cause: Arc<std::io::Error>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open {path}: {cause}")]
+#[error("cannot open {path}")]
 pub struct OpenError {
     path: String,
-    cause: String,
+    #[source]
+    cause: std::io::Error,
 }
 
 /// An entry with its position in the journal (0 is the oldest).
@@ -69,7 +61,7 @@ struct Index<T> {
     by_key: HashMap<String, u32>,
 }
 
-impl<T: Entry> Index<T> {
+impl<T: Record> Index<T> {
     fn insert(&mut self, entry: T) {
         if let Some(key) = entry.key() {
             if let Some(&at) = self.by_key.get(key) {
@@ -96,32 +88,39 @@ struct Pending<T> {
     done: Option<oneshot::Sender<Result<(), WriteError>>>,
 }
 
-pub struct Journal<T: Entry> {
+pub struct Journal<T: Record> {
     index: Arc<RwLock<Index<T>>>,
     writer: mpsc::Sender<Pending<T>>,
     /// Whether the last write reached the disk; `/readyz` reports it.
     healthy: Arc<AtomicBool>,
     path: PathBuf,
+    /// Lines of the file that were not records when it was opened.
+    unreadable: u64,
 }
 
-impl<T: Entry> Journal<T> {
+impl<T: Record> Journal<T> {
     /// Reads the file (a torn last line, from a crash mid-write, is cut off)
     /// and starts the writer thread.
     pub fn open(path: &Path) -> Result<Journal<T>, OpenError> {
-        let err = |e: std::io::Error| OpenError {
+        let err = |cause: std::io::Error| OpenError {
             path: path.display().to_string(),
-            cause: e.to_string(),
+            cause,
         };
         let mut index = Index {
             entries: Vec::new(),
             by_database: HashMap::new(),
             by_key: HashMap::new(),
         };
-        let valid_len = read_file(path, &mut index).map_err(err)?;
+        let (valid_len, unreadable) = read_file(path, &mut index).map_err(err)?;
+        // Records name users, addresses and databases: for this account only,
+        // also when an older version made the file readable by others.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)
+            .map_err(err)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(err)?;
         file.set_len(valid_len).map_err(err)?;
         let index = Arc::new(RwLock::new(index));
@@ -146,6 +145,7 @@ impl<T: Entry> Journal<T> {
             writer,
             healthy,
             path: path.to_owned(),
+            unreadable,
         })
     }
 
@@ -199,8 +199,13 @@ impl<T: Entry> Journal<T> {
     fn stopped(&self) -> WriteError {
         WriteError {
             path: self.path.display().to_string(),
-            cause: "the writer thread stopped".into(),
+            cause: Arc::new(std::io::Error::other("the journal's writer thread stopped")),
         }
+    }
+
+    /// How many lines of the file were not records when it was opened.
+    pub fn unreadable(&self) -> u64 {
+        self.unreadable
     }
 
     pub fn healthy(&self) -> bool {
@@ -265,7 +270,7 @@ impl<T: Entry> Journal<T> {
     }
 }
 
-struct Writer<T: Entry> {
+struct Writer<T: Record> {
     file: File,
     /// Length of the file's whole, acknowledged lines.
     len: u64,
@@ -274,7 +279,7 @@ struct Writer<T: Entry> {
     healthy: Arc<AtomicBool>,
 }
 
-impl<T: Entry> Writer<T> {
+impl<T: Record> Writer<T> {
     fn run(mut self, rx: mpsc::Receiver<Pending<T>>) {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
@@ -313,11 +318,11 @@ impl<T: Entry> Writer<T> {
                     // no line is left that nobody was told was written.
                     let _ = self.file.set_len(self.len);
                     self.healthy.store(false, Ordering::Relaxed);
+                    tracing::error!(path = %self.path.display(), error = %e, entries = batch.len(), "journal write failed");
                     let error = WriteError {
                         path: self.path.display().to_string(),
-                        cause: e.to_string(),
+                        cause: Arc::new(e),
                     };
-                    tracing::error!(error = %error, entries = batch.len(), "journal write failed");
                     for p in batch {
                         if let Some(done) = p.done {
                             let _ = done.send(Err(error.clone()));
@@ -329,14 +334,16 @@ impl<T: Entry> Writer<T> {
     }
 }
 
-/// Loads the file's entries into `index`; answers the length of its whole lines.
-fn read_file<T: Entry>(path: &Path, index: &mut Index<T>) -> std::io::Result<u64> {
+/// Loads the file's entries into `index`; answers the length of its whole
+/// lines and how many of them were not records (kept, but not indexed).
+fn read_file<T: Record>(path: &Path, index: &mut Index<T>) -> std::io::Result<(u64, u64)> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(e) => return Err(e),
     };
     let mut valid = 0u64;
+    let mut unreadable = 0u64;
     let mut reader = BufReader::new(file);
     let mut line = String::new();
     loop {
@@ -348,18 +355,19 @@ fn read_file<T: Entry>(path: &Path, index: &mut Index<T>) -> std::io::Result<u64
         match serde_json::from_str::<T>(&line) {
             Ok(e) => index.insert(e),
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable line")
+                unreadable += 1;
+                tracing::warn!(path = %path.display(), offset = valid, error = %e, "skipping a line that is not a record")
             }
         }
         valid += n as u64;
     }
-    Ok(valid)
+    Ok((valid, unreadable))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Note {
@@ -369,7 +377,9 @@ mod tests {
         text: String,
     }
 
-    impl Entry for Note {
+    impl Record for Note {
+        const LOG_TYPE: &'static str = "note";
+
         fn ts(&self) -> DateTime<Utc> {
             self.ts
         }

@@ -1,0 +1,152 @@
+//! What each database operation does: the rules of the model, the
+//! backend's own checks, the audit record written ahead of the change, and
+//! the merge-patch read-modify-write with its precondition.
+
+use serde_json::{Map, Value};
+
+use super::{App, AppError};
+use crate::backend::{BackendError, DeleteOutcome};
+use crate::model::paging::{ListQuery, Page};
+use crate::model::{self, Credentials, Database};
+use crate::records::Draft;
+
+/// How often a merge patch without `If-Match` is tried again when another
+/// change lands between its read and its write.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// An accepted change: the database as it now stands, and what changed.
+pub struct Updated {
+    pub database: Database,
+    pub changes: Map<String, Value>,
+}
+
+/// What a delete found.
+pub enum Deleted {
+    /// It is going; this is how it stood just after the delete began.
+    Going(Box<Database>),
+    /// It was not there, or is gone already.
+    Gone,
+}
+
+impl App {
+    pub async fn list_databases(&self, query: &ListQuery) -> Result<Page<Database>, AppError> {
+        Ok(self.backend.page(query).await?)
+    }
+
+    pub async fn database(&self, name: &str) -> Result<Database, AppError> {
+        Ok(self.backend.get(name).await?)
+    }
+
+    /// Creates a database. The audit record is written ahead once the
+    /// request is known to be valid, and before the backend makes anything.
+    pub async fn create_database(
+        &self,
+        draft: &Draft,
+        body: &Value,
+        owner: &str,
+    ) -> Result<Database, AppError> {
+        if let Some(name) = body.get("name").and_then(Value::as_str) {
+            if model::check_name(name).is_ok() {
+                draft.set_database(name);
+            }
+        }
+        let spec = model::parse_create(body, &self.limits)?;
+        self.backend.validate(&spec).await?;
+        draft.write_ahead(&self.audit, 202).await?;
+        Ok(self.backend.create(spec, owner).await?)
+    }
+
+    /// Applies a merge patch. With `if_match`, the database must still be
+    /// at that revision; without, a concurrent change is merged by trying
+    /// again.
+    pub async fn update_database(
+        &self,
+        draft: &Draft,
+        name: &str,
+        patch: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Updated, AppError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self.backend.get(name).await?;
+            if let Some(tag) = if_match {
+                if !etag_matches(tag, current.revision) {
+                    return Err(AppError::PreconditionFailed {
+                        if_match: tag.to_owned(),
+                        current: current.revision,
+                    });
+                }
+            }
+            let spec = current.spec();
+            let next = model::apply_patch(&spec, patch)?;
+            self.backend.validate(&next).await?;
+            let changes = model::spec_changes(&spec, &next);
+            draft.set_changes(changes.clone());
+            draft.write_ahead(&self.audit, 202).await?;
+            match self.backend.update(next, current.revision).await {
+                Ok(database) => return Ok(Updated { database, changes }),
+                Err(BackendError::RevisionMismatch { .. }) if if_match.is_none() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::TooManyConflicts(name.to_owned()))
+    }
+
+    /// Deletes a database; one that is gone already needs no record written
+    /// ahead, since nothing changes.
+    pub async fn delete_database(&self, draft: &Draft, name: &str) -> Result<Deleted, AppError> {
+        match self.backend.get(name).await {
+            Err(BackendError::NotFound(_)) => return Ok(Deleted::Gone),
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        draft.write_ahead(&self.audit, 202).await?;
+        match self.backend.delete(name).await? {
+            DeleteOutcome::AlreadyGone => Ok(Deleted::Gone),
+            DeleteOutcome::Started => {
+                tracing::info!(database = %name, "database delete accepted");
+                // The database may vanish between the two calls: then it is gone.
+                Ok(match self.backend.get(name).await {
+                    Ok(db) => Deleted::Going(Box::new(db)),
+                    Err(_) => Deleted::Gone,
+                })
+            }
+        }
+    }
+
+    pub async fn credentials(&self, name: &str) -> Result<Credentials, AppError> {
+        let credentials = self.backend.credentials(name).await?;
+        tracing::info!(database = %name, "credentials read");
+        Ok(credentials)
+    }
+}
+
+/// The `ETag` of a revision: a strong validator.
+pub fn etag(revision: u64) -> String {
+    format!("\"{revision}\"")
+}
+
+/// Whether an `If-Match` value names `revision` (`*` matches any). The
+/// comparison is strong (RFC 9110 13.1.1): a weak tag never matches.
+pub fn etag_matches(if_match: &str, revision: u64) -> bool {
+    let want = etag(revision);
+    if_match
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_compare_strongly() {
+        assert!(etag_matches("\"4\"", 4));
+        assert!(etag_matches("\"3\", \"4\"", 4));
+        assert!(etag_matches("*", 4));
+        assert!(!etag_matches("W/\"4\"", 4), "a weak tag never matches");
+        assert!(!etag_matches("4", 4), "an unquoted tag is not a tag");
+        assert!(!etag_matches("\"5\"", 4));
+        assert!(!etag_matches("", 4));
+    }
+}

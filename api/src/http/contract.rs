@@ -1,0 +1,602 @@
+//! The HTTP contract, tested in process: the router over an in-memory
+//! backend ([`crate::backend::memory`]), called with `oneshot`, with no
+//! socket, no PostgreSQL and no API server. Every route's role, every
+//! error kind's problem, paging and preconditions; the backends' own tests
+//! drive the same routes against the real things.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::routes::{self, Access, Audit};
+use crate::app::App;
+use crate::auth::token::Tokens;
+use crate::auth::{password, Auth, Users};
+use crate::backend::memory::MemoryBackend;
+use crate::backend::BackendError;
+use crate::metrics::Metrics;
+use crate::model::{Limits, Role};
+use crate::records::{Audit as AuditTrail, Events};
+
+const SECRET: &[u8] = b"contract-tests-secret-0123456789abcdef";
+
+/// The app under test, the backend it runs on, and a token per role.
+struct Harness {
+    router: Router,
+    backend: Arc<MemoryBackend>,
+    tokens: Tokens,
+    _dir: tempfile::TempDir,
+}
+
+/// One answer: status, headers and the body as JSON (`Null` when empty).
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    /// Asserts a problem+json answer with `status`, and gives its body.
+    fn problem(&self, status: StatusCode) -> &Value {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(
+            self.headers[header::CONTENT_TYPE],
+            "application/problem+json",
+            "{status}"
+        );
+        assert_eq!(self.body["status"], status.as_u16(), "{}", self.body);
+        assert!(self.body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:pgplane:problem:"));
+        assert!(!self.body["detail"].as_str().unwrap().is_empty());
+        &self.body
+    }
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = password::hash("correct horse");
+        let users = Users::from_yaml(
+            &format!(
+                "users:\n- {{username: viewer, password_hash: '{hash}', role: viewer}}\n- {{username: editor, password_hash: '{hash}', role: editor}}\n- {{username: admin, password_hash: '{hash}', role: admin}}\n"
+            ),
+            "users.yaml",
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let backend = Arc::new(MemoryBackend::default());
+        let app = Arc::new(App {
+            backend: backend.clone(),
+            auth: Auth::new(
+                users,
+                Tokens::new(SECRET, std::time::Duration::from_secs(600)),
+            ),
+            metrics: metrics.clone(),
+            events: Arc::new(Events::open(dir.path(), metrics.clone()).unwrap()),
+            audit: Arc::new(AuditTrail::local(dir.path(), metrics).unwrap()),
+            limits: Limits {
+                postgres_versions: vec![15, 16],
+            },
+        });
+        Harness {
+            router: super::router(app),
+            backend,
+            tokens: Tokens::new(SECRET, std::time::Duration::from_secs(600)),
+            _dir: dir,
+        }
+    }
+
+    fn token(&self, role: Role) -> String {
+        self.tokens.issue(role.as_str())
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request as `role` (or anonymous), with a JSON body when given.
+    fn request(
+        method: Method,
+        uri: &str,
+        role: Option<(&Harness, Role)>,
+        body: Option<&Value>,
+    ) -> Request<Body> {
+        let mut r = Request::builder().method(method.clone()).uri(uri);
+        if let Some((h, role)) = role {
+            r = r.header(header::AUTHORIZATION, format!("Bearer {}", h.token(role)));
+        }
+        match body {
+            Some(b) => {
+                let media = if method == Method::PATCH {
+                    "application/merge-patch+json"
+                } else {
+                    "application/json"
+                };
+                r.header(header::CONTENT_TYPE, media)
+                    .body(Body::from(b.to_string()))
+                    .unwrap()
+            }
+            None => r.body(Body::empty()).unwrap(),
+        }
+    }
+
+    async fn call(&self, method: Method, uri: &str, role: Role, body: Option<Value>) -> Answer {
+        self.send(Harness::request(
+            method,
+            uri,
+            Some((self, role)),
+            body.as_ref(),
+        ))
+        .await
+    }
+
+    async fn create(&self, name: &str) -> Answer {
+        self.call(
+            Method::POST,
+            "/api/v1/databases",
+            Role::Editor,
+            Some(json!({"name": name, "labels": {"team": "a"}})),
+        )
+        .await
+    }
+}
+
+/// A request body that a route accepts, so that an admitted request gets
+/// past its parsing.
+fn body_for(method: &Method, path: &str) -> Option<Value> {
+    match (method.as_str(), path) {
+        ("POST", "/api/v1/auth/login") => {
+            Some(json!({"username": "viewer", "password": "correct horse"}))
+        }
+        ("POST", "/api/v1/databases") => Some(json!({"name": "fresh"})),
+        ("PATCH", _) => Some(json!({"labels": {"tier": "gold"}})),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn every_route_admits_exactly_the_roles_it_declares() {
+    let h = Harness::new();
+    assert_eq!(h.create("orders").await.status, StatusCode::ACCEPTED);
+    let mut checked = 0;
+    for route in routes::infos() {
+        let uri = route.path.replace("{name}", "orders");
+        let body = body_for(&route.method, &route.path);
+        let Access::Role(needs) = route.access else {
+            let anonymous = Harness::request(route.method.clone(), &uri, None, body.as_ref());
+            let answer = h.send(anonymous).await;
+            assert!(
+                answer.status.is_success(),
+                "{} {} is public: {}",
+                route.method,
+                route.path,
+                answer.status
+            );
+            continue;
+        };
+        let anonymous = h
+            .send(Harness::request(
+                route.method.clone(),
+                &uri,
+                None,
+                body.as_ref(),
+            ))
+            .await;
+        anonymous.problem(StatusCode::UNAUTHORIZED);
+        assert_eq!(anonymous.headers[header::WWW_AUTHENTICATE], "Bearer");
+        for role in [Role::Viewer, Role::Editor, Role::Admin] {
+            let answer = h.call(route.method.clone(), &uri, role, body.clone()).await;
+            if role < needs {
+                let problem = answer.problem(StatusCode::FORBIDDEN);
+                assert!(
+                    problem["detail"].as_str().unwrap().contains(needs.as_str()),
+                    "the refusal names the role needed: {problem}"
+                );
+            } else {
+                assert!(
+                    ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&answer.status),
+                    "{} {} as {}: {} {}",
+                    route.method,
+                    route.path,
+                    role.as_str(),
+                    answer.status,
+                    answer.body
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} routes need a role");
+}
+
+#[tokio::test]
+async fn the_router_and_the_openapi_document_list_the_same_routes() {
+    let h = Harness::new();
+    let document = h
+        .send(Harness::request(
+            Method::GET,
+            "/api/v1/openapi.json",
+            None,
+            None,
+        ))
+        .await
+        .body;
+    let mut in_document = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            in_document.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let documented: std::collections::BTreeSet<_> = routes::table()
+        .into_iter()
+        .filter(|r| r.documented.is_some())
+        .map(|r| (r.info.method.to_string(), r.info.path))
+        .collect();
+    assert_eq!(
+        in_document, documented,
+        "the document lists what the table documents"
+    );
+    // Every documented route is served: the router knows its path and method.
+    for (method, path) in &in_document {
+        let uri = path.replace("{name}", "nosuch");
+        let method: Method = method.parse().unwrap();
+        let answer = h
+            .send(Harness::request(method.clone(), &uri, None, None))
+            .await;
+        assert!(
+            ![StatusCode::METHOD_NOT_ALLOWED].contains(&answer.status)
+                && answer.body["detail"] != "no such route",
+            "{method} {path} is in the document but not served: {}",
+            answer.status
+        );
+    }
+    for route in routes::infos() {
+        let mutating =
+            [Method::POST, Method::PATCH, Method::DELETE, Method::PUT].contains(&route.method);
+        if mutating {
+            assert!(
+                matches!(route.audit, Audit::Every(_)),
+                "{} {} changes something: it must be audited",
+                route.method,
+                route.path
+            );
+        }
+        if route.path.starts_with("/api/v1/")
+            && route.path != "/api/v1/auth/login"
+            && route.path != "/api/v1/openapi.json"
+        {
+            assert!(
+                matches!(route.access, Access::Role(_)),
+                "{} {} must need a role",
+                route.method,
+                route.path
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_kind_of_error_is_a_problem_with_its_status() {
+    let h = Harness::new();
+    assert_eq!(h.create("orders").await.status, StatusCode::ACCEPTED);
+    let raw = |method: Method, uri: &str, content_type: &str, body: Vec<u8>| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", h.token(Role::Editor)),
+            )
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    // 400: a body that is not JSON.
+    h.send(raw(
+        Method::POST,
+        "/api/v1/databases",
+        "application/json",
+        b"{nope".to_vec(),
+    ))
+    .await
+    .problem(StatusCode::BAD_REQUEST);
+    // 401 and 403: no token, and too small a role.
+    h.send(Harness::request(
+        Method::GET,
+        "/api/v1/databases",
+        None,
+        None,
+    ))
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    let bad_token = Request::builder()
+        .uri("/api/v1/databases")
+        .header(header::AUTHORIZATION, "Bearer not.a.token")
+        .body(Body::empty())
+        .unwrap();
+    h.send(bad_token).await.problem(StatusCode::UNAUTHORIZED);
+    h.call(Method::GET, "/api/v1/audit", Role::Editor, None)
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    // 404: no such database, no such route.
+    h.call(Method::GET, "/api/v1/databases/nosuch", Role::Viewer, None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    h.call(Method::GET, "/api/v1/nowhere", Role::Viewer, None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    // 405: a method the route does not have.
+    h.call(Method::PUT, "/api/v1/databases", Role::Editor, None)
+        .await
+        .problem(StatusCode::METHOD_NOT_ALLOWED);
+    // 409: the name is taken; and a backend that is busy.
+    h.create("orders").await.problem(StatusCode::CONFLICT);
+    h.backend.fail_next(BackendError::Busy(
+        "database orders is being deleted".into(),
+    ));
+    h.call(Method::GET, "/api/v1/databases/orders", Role::Viewer, None)
+        .await
+        .problem(StatusCode::CONFLICT);
+    // 412: If-Match names another revision.
+    let stale = Request::builder()
+        .method(Method::PATCH)
+        .uri("/api/v1/databases/orders")
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", h.token(Role::Editor)),
+        )
+        .header(header::CONTENT_TYPE, "application/merge-patch+json")
+        .header(header::IF_MATCH, "\"7\"")
+        .body(Body::from(r#"{"instances":2}"#))
+        .unwrap();
+    h.send(stale).await.problem(StatusCode::PRECONDITION_FAILED);
+    // 413: a body over the limit.
+    let big = format!(
+        r#"{{"name":"x","labels":{{"a":"{}"}}}}"#,
+        "x".repeat(100_000)
+    );
+    h.send(raw(
+        Method::POST,
+        "/api/v1/databases",
+        "application/json",
+        big.into_bytes(),
+    ))
+    .await
+    .problem(StatusCode::PAYLOAD_TOO_LARGE);
+    // 415: not JSON by its content type.
+    h.send(raw(
+        Method::POST,
+        "/api/v1/databases",
+        "text/plain",
+        b"{}".to_vec(),
+    ))
+    .await
+    .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // 422: invalid fields, each named; and a backend that refuses.
+    let invalid = h
+        .call(
+            Method::POST,
+            "/api/v1/databases",
+            Role::Editor,
+            Some(json!({"name": "Bad_Name", "instances": 0})),
+        )
+        .await;
+    let fields: Vec<_> = invalid.problem(StatusCode::UNPROCESSABLE_ENTITY)["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fields, ["name", "instances"]);
+    h.backend
+        .fail_next(BackendError::Rejected("exceeded quota: databases".into()));
+    h.create("quota")
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    // 503: the backend cannot serve; the answer says when to retry.
+    h.backend
+        .fail_next(BackendError::unavailable("the API server is unreachable"));
+    let unavailable = h
+        .call(Method::GET, "/api/v1/databases", Role::Viewer, None)
+        .await;
+    unavailable.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(unavailable.headers.contains_key(header::RETRY_AFTER));
+    // 500: an internal failure, whose cause is not shown.
+    h.backend.fail_next(BackendError::internal(
+        "reading a record",
+        std::io::Error::other("/secret/path is corrupt"),
+    ));
+    let internal = h
+        .call(Method::GET, "/api/v1/databases", Role::Viewer, None)
+        .await;
+    let problem = internal.problem(StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!problem["detail"].as_str().unwrap().contains("secret"));
+    // 429: too many logins for one name; the answer says when to retry.
+    let login = |password: &str| {
+        Harness::request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(&json!({"username": "viewer", "password": password})),
+        )
+    };
+    let mut limited = None;
+    for _ in 0..30 {
+        let answer = h.send(login("wrong")).await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(answer);
+            break;
+        }
+        answer.problem(StatusCode::UNAUTHORIZED);
+    }
+    let limited = limited.expect("guessing is limited");
+    limited.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers.contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn pages_follow_cursors_and_filter_by_label() {
+    let h = Harness::new();
+    for i in 0..7 {
+        assert_eq!(
+            h.create(&format!("db{i}")).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    let mut names = Vec::new();
+    let mut uri = "/api/v1/databases?limit=3".to_owned();
+    loop {
+        let page = h.call(Method::GET, &uri, Role::Viewer, None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let items = page.body["items"].as_array().unwrap();
+        assert!(items.len() <= 3);
+        names.extend(items.iter().map(|d| d["name"].as_str().unwrap().to_owned()));
+        match page.body["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/databases?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, (0..7).map(|i| format!("db{i}")).collect::<Vec<_>>());
+    let none = h
+        .call(
+            Method::GET,
+            "/api/v1/databases?label=team%3Db",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(none.body["items"], json!([]));
+    h.call(
+        Method::GET,
+        "/api/v1/databases?cursor=bm9wZQ",
+        Role::Viewer,
+        None,
+    )
+    .await
+    .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    // The audit trail pages the same way: seven creates, newest first.
+    let first = h
+        .call(Method::GET, "/api/v1/audit?limit=4", Role::Admin, None)
+        .await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let rest = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/audit?limit=4&cursor={cursor}"),
+            Role::Admin,
+            None,
+        )
+        .await;
+    let databases: Vec<_> = first.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest.body["items"].as_array().unwrap())
+        .map(|r| r["database"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        databases,
+        (0..7).rev().map(|i| format!("db{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(rest.body["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn changes_are_preconditioned_by_strong_etags() {
+    let h = Harness::new();
+    assert_eq!(h.create("orders").await.status, StatusCode::ACCEPTED);
+    let got = h
+        .call(Method::GET, "/api/v1/databases/orders", Role::Viewer, None)
+        .await;
+    assert_eq!(got.headers[header::ETAG], "\"1\"");
+    let patch = |if_match: &str| {
+        Request::builder()
+            .method(Method::PATCH)
+            .uri("/api/v1/databases/orders")
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", h.token(Role::Editor)),
+            )
+            .header(header::CONTENT_TYPE, "application/merge-patch+json")
+            .header(header::IF_MATCH, if_match)
+            .body(Body::from(r#"{"instances":2}"#))
+            .unwrap()
+    };
+    let changed = h.send(patch("\"1\"")).await;
+    assert_eq!(changed.status, StatusCode::ACCEPTED, "{}", changed.body);
+    assert_eq!(changed.headers[header::ETAG], "\"2\"");
+    assert_eq!(changed.body["instances"], 2);
+    h.send(patch("\"1\""))
+        .await
+        .problem(StatusCode::PRECONDITION_FAILED);
+    h.send(patch("W/\"2\""))
+        .await
+        .problem(StatusCode::PRECONDITION_FAILED);
+    assert_eq!(h.send(patch("\"2\"")).await.status, StatusCode::ACCEPTED);
+    // Each accepted change is one audit record with what changed.
+    let trail = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/audit?action=database.update",
+            Role::Editor,
+            None,
+        )
+        .await;
+    let items = trail.body["items"].as_array().unwrap();
+    let outcomes: Vec<_> = items
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(outcomes, [202, 412, 412, 202]);
+    assert_eq!(items[3]["changes"]["instances"], json!([1, 2]));
+}
+
+#[tokio::test]
+async fn a_delete_is_accepted_then_idempotent() {
+    let h = Harness::new();
+    assert_eq!(h.create("orders").await.status, StatusCode::ACCEPTED);
+    let going = h
+        .call(
+            Method::DELETE,
+            "/api/v1/databases/orders",
+            Role::Editor,
+            None,
+        )
+        .await;
+    assert_eq!(going.status, StatusCode::ACCEPTED);
+    assert_eq!(going.body["state"], "deleting");
+    let gone = h
+        .call(
+            Method::DELETE,
+            "/api/v1/databases/nosuch",
+            Role::Editor,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (gone.status, gone.body),
+        (StatusCode::NO_CONTENT, Value::Null)
+    );
+}

@@ -1,0 +1,174 @@
+//! What a database is, as the API shows it and as a backend is asked to
+//! make it: the spec a caller asks for, the observed state, the endpoints
+//! and the connection details. Pure data; the rules live in [`super::spec`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What the caller asks for: the desired state of one database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseSpec {
+    pub name: String,
+    pub postgres_version: u32,
+    pub instances: u32,
+    pub storage: String,
+    pub parameters: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Where a database stands, in the words of the contract (DESIGN.md "States").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Creating,
+    Healthy,
+    Scaling,
+    Updating,
+    Degraded,
+    FailingOver,
+    Deleting,
+    Failed,
+    Unknown,
+}
+
+impl State {
+    pub const ALL: [State; 9] = [
+        State::Creating,
+        State::Healthy,
+        State::Scaling,
+        State::Updating,
+        State::Degraded,
+        State::FailingOver,
+        State::Deleting,
+        State::Failed,
+        State::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Creating => "creating",
+            State::Healthy => "healthy",
+            State::Scaling => "scaling",
+            State::Updating => "updating",
+            State::Degraded => "degraded",
+            State::FailingOver => "failing_over",
+            State::Deleting => "deleting",
+            State::Failed => "failed",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+/// Connection addresses, `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Endpoints {
+    pub read_write: String,
+    pub read_only: String,
+}
+
+/// A database as the API shows it: the spec plus what the backend observes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Database {
+    #[schema(example = "orders")]
+    pub name: String,
+    #[schema(example = 15)]
+    pub postgres_version: u32,
+    #[schema(example = 3, minimum = 1, maximum = 9)]
+    pub instances: u32,
+    #[schema(example = "10Gi")]
+    pub storage: String,
+    pub parameters: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub owner: String,
+    pub state: State,
+    /// The backend's own text for where the database stands, verbatim.
+    pub phase: String,
+    pub ready_instances: u32,
+    pub primary: Option<String>,
+    pub endpoints: Option<Endpoints>,
+    /// Counts spec changes; also the `ETag`.
+    pub revision: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Database {
+    /// What was asked for, without what is observed.
+    pub fn spec(&self) -> DatabaseSpec {
+        DatabaseSpec {
+            name: self.name.clone(),
+            postgres_version: self.postgres_version,
+            instances: self.instances,
+            storage: self.storage.clone(),
+            parameters: self.parameters.clone(),
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// Connection details for the application role.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub uri: String,
+    pub jdbc_uri: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Builds the URIs from the parts, percent-encoding what needs it.
+    pub fn new(username: &str, password: &str, host: &str, port: u16, dbname: &str) -> Self {
+        let (u, p, d) = (encode(username), encode(password), encode(dbname));
+        Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            host: host.to_owned(),
+            port,
+            dbname: dbname.to_owned(),
+            uri: format!("postgresql://{u}:{p}@{host}:{port}/{d}"),
+            jdbc_uri: format!("jdbc:postgresql://{host}:{port}/{d}?user={u}&password={p}"),
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_encode_uri_parts() {
+        let c = Credentials::new("app", "p@ss:w/rd", "127.0.0.1", 5432, "app");
+        assert_eq!(c.uri, "postgresql://app:p%40ss%3Aw%2Frd@127.0.0.1:5432/app");
+        assert!(!format!("{c:?}").contains("p@ss"));
+    }
+}

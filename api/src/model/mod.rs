@@ -1,0 +1,19 @@
+//! The domain, pure: what a database is ([`database`]), the rules a request
+//! must satisfy ([`spec`], [`parameters`]), bad fields ([`invalid`]), roles
+//! ([`role`]) and paging ([`paging`]). No I/O, no HTTP, no backend.
+
+pub mod database;
+pub mod fixtures;
+pub mod invalid;
+pub mod paging;
+pub mod parameters;
+pub mod role;
+pub mod spec;
+
+pub use database::{Credentials, Database, DatabaseSpec, Endpoints, State};
+pub use invalid::{FieldError, Invalid};
+pub use role::Role;
+pub use spec::{
+    apply_patch, check_label_key, check_name, parse_create, quantity_bytes, spec_changes,
+    CreateDatabaseDoc, DatabasePatchDoc, Limits,
+};
