@@ -13,6 +13,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "dependencies: advisories, licences, sources (offline)"
+scripts/deny.sh
 step "cargo test (real PostgreSQL)"
 cargo test --locked
 step "schemathesis against /api/v1/openapi.json"
