@@ -142,6 +142,7 @@ fn render(args: &RenderArgs) -> Result<String, String> {
     }
     let limits = crate::model::Limits {
         postgres_versions: versions,
+        max_storage_bytes: crate::model::DEFAULT_MAX_STORAGE_BYTES,
     };
     let spec =
         crate::model::parse_create(&body, &limits).map_err(|crate::model::Invalid(errors)| {

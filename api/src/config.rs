@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// PostgreSQL majors offered, comma separated (default: the installed major).
     #[arg(long, env = "PGPLANE_POSTGRES_VERSIONS")]
     pub postgres_versions: Option<String>,
+    /// Most storage one database may ask for, a Kubernetes quantity such as 64Ti.
+    #[arg(long, env = "PGPLANE_MAX_STORAGE", default_value = "64Ti")]
+    pub max_storage: String,
     /// Most PostgreSQL instances the local backend runs at once, over all databases.
     #[arg(long, env = "PGPLANE_MAX_INSTANCES", default_value = "24")]
     pub max_instances: String,
@@ -148,6 +151,8 @@ pub struct Settings {
     /// `None`: whatever major the local PostgreSQL binaries are.
     pub postgres_versions: Option<Vec<u32>>,
     pub max_instances: u32,
+    /// Bytes of the largest storage a database may ask for.
+    pub max_storage_bytes: u128,
     pub jwt_secret: JwtSecretSource,
     pub token_ttl: Duration,
     pub users: UsersSource,
@@ -359,6 +364,17 @@ impl Settings {
                 ))
             }
         };
+        let max_storage_bytes = crate::model::quantity_bytes(args.max_storage.trim())
+            .filter(|b| *b >= crate::model::spec::MIN_STORAGE_BYTES && *b < u128::MAX)
+            .ok_or_else(|| {
+                bad(
+                    "PGPLANE_MAX_STORAGE",
+                    format!(
+                        "{:?} is not a Kubernetes quantity of at least 1Gi, such as 64Ti",
+                        args.max_storage
+                    ),
+                )
+            })?;
         Ok(Settings {
             listen,
             backend,
@@ -369,6 +385,7 @@ impl Settings {
             pg_user: args.pg_user,
             postgres_versions,
             max_instances,
+            max_storage_bytes,
             jwt_secret,
             token_ttl,
             users,
@@ -519,6 +536,11 @@ mod tests {
             (&["--backend", "kubernetes"], "PGPLANE_JWT_SECRET"),
             (&["--audit-store", "s3"], "PGPLANE_AUDIT_STORE"),
             (&["--audit-store", "loki"], "PGPLANE_LOKI_URL"),
+            (&["--event-store", "loki"], "PGPLANE_LOKI_URL"),
+            (&["--event-store", "s3"], "PGPLANE_EVENT_STORE"),
+            (&["--max-storage", "1Mi"], "PGPLANE_MAX_STORAGE"),
+            (&["--max-storage", "lots"], "PGPLANE_MAX_STORAGE"),
+            (&["--max-storage", "1e1000"], "PGPLANE_MAX_STORAGE"),
             (&["--loki-push", "true"], "PGPLANE_LOKI_URL"),
             (&["--loki-push", "yes"], "PGPLANE_LOKI_PUSH"),
             (&["--loki-url", "loki:3100"], "PGPLANE_LOKI_URL"),

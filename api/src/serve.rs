@@ -152,7 +152,10 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
         metrics,
         events: events.clone(),
         audit: Arc::new(audit),
-        limits: Limits { postgres_versions },
+        limits: Limits {
+            postgres_versions,
+            max_storage_bytes: settings.max_storage_bytes,
+        },
     });
     Ok(Built {
         router: router(app),

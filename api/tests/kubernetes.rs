@@ -1005,6 +1005,7 @@ async fn the_printed_role_is_sufficient_and_minimal() {
             &json!({"name": "probe"}),
             &pgplane::model::Limits {
                 postgres_versions: vec![16],
+                max_storage_bytes: pgplane::model::DEFAULT_MAX_STORAGE_BYTES,
             },
         )
         .unwrap(),

@@ -4,6 +4,9 @@
 //! LogQL match literally; a page larger than Loki's per-query batch is
 //! gathered across queries; Loki stopped mid-run gives a 503 problem and a
 //! `/readyz` that names Loki, and everything recovers when it is back.
+//! Lines a shipper sends in the contract's shape (DESIGN.md "Records", with
+//! no `id`) are read; lines that are not records are counted and skipped,
+//! and pages stay full.
 
 mod support;
 
@@ -28,6 +31,8 @@ fn selector() -> (String, Value) {
 async fn start(loki: &Loki, selector: &str) -> TestApp {
     TestApp::start_with(&[
         "--audit-store",
+        "loki",
+        "--event-store",
         "loki",
         "--loki-url",
         &loki.url,
@@ -242,6 +247,102 @@ async fn records_pushed_to_loki_come_back_with_every_filter_and_no_injection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_lines_are_read_tolerantly_and_pages_stay_full() {
+    let loki = Loki::start();
+    let (selector, labels) = selector();
+    let app = start(&loki, &selector).await;
+    let admin = app.as_user("admin").await;
+    let now = chrono::Utc::now() - chrono::Duration::seconds(10);
+    let at = |ms: i64| now + chrono::Duration::milliseconds(ms);
+    let ns = |t: chrono::DateTime<chrono::Utc>| t.timestamp_nanos_opt().unwrap();
+    // Four audit records exactly as DESIGN.md shows one (no `id`), three
+    // lines that say they are audit records but are not, interleaved.
+    let mut lines = Vec::new();
+    for i in 0..4 {
+        let record = json!({
+            "ts": at(i * 10), "log_type": "audit", "request_id": format!("shipped-{i}"),
+            "actor": "shipper", "role": "editor", "action": "database.update",
+            "database": "orders", "outcome": "success", "status": 202,
+            "source_ip": "10.0.0.7", "changes": {"instances": [3, 5]},
+        });
+        lines.push((ns(at(i * 10)), record.to_string()));
+        if i < 3 {
+            let junk = json!({"ts": at(i * 10 + 5), "log_type": "audit", "actor": "shipper", "note": "not a record"});
+            lines.push((ns(at(i * 10 + 5)), junk.to_string()));
+        }
+    }
+    // A service event as DESIGN.md shows one.
+    let event = json!({
+        "ts": at(50), "log_type": "service_event", "database": "shipped",
+        "from": "creating", "to": "healthy", "phase": "Cluster in healthy state",
+        "ready_instances": 3, "instances": 3,
+    });
+    lines.push((ns(at(50)), event.to_string()));
+    loki.push(&labels, &lines);
+
+    let unreadable_before = unreadable(&app).await;
+    let got = until_count(&admin, "/api/v1/audit?actor=shipper", 4).await;
+    let ids: Vec<&str> = got.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(ids.iter().all(|id| id.starts_with("loki-")), "{ids:?}");
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 4, "each line has an id of its own");
+    assert_eq!(got[0]["request_id"], "shipped-3", "newest first");
+    assert_eq!(got[3]["changes"]["instances"], json!([3, 5]));
+    // Ids are stable: asked again, the same lines have the same ids.
+    let again = all(&admin, "/api/v1/audit?actor=shipper", 1000).await;
+    assert_eq!(again, got);
+    // Pages of two are full while more exist, and the junk costs no record.
+    let (status, first) = admin.get("/api/v1/audit?actor=shipper&limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("more pages")
+        .to_owned();
+    let (_, second) = admin
+        .get(&format!(
+            "/api/v1/audit?actor=shipper&limit=2&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 2);
+    let paged: Vec<&Value> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["items"].as_array().unwrap())
+        .collect();
+    assert_eq!(paged, got.iter().collect::<Vec<_>>());
+    assert!(
+        unreadable(&app).await >= unreadable_before + 3.0,
+        "the lines that are not records are counted"
+    );
+    // The shipped event is read through the event store in Loki.
+    let events = until_count(&admin, "/api/v1/databases/shipped/events", 1).await;
+    assert_eq!(events[0]["to"], "healthy");
+    assert_eq!(events[0]["ready_instances"], 3);
+}
+
+/// `pgplane_records_unreadable_total{store="loki"}` as /metrics shows it.
+async fn unreadable(app: &TestApp) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("pgplane_records_unreadable_total{store=\"loki\"} "))
+        .expect("the metric is exported")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loki_down_gives_503_and_readyz_names_it_then_everything_recovers() {
     let mut loki = Loki::start();
     if loki.is_live() {
@@ -258,10 +359,11 @@ async fn loki_down_gives_503_and_readyz_names_it_then_everything_recovers() {
     let (status, problem) = admin.get("/api/v1/audit").await;
     assert_eq!(status, 503, "{problem}");
     assert_eq!(problem["type"], "urn:pgplane:problem:unavailable");
-    assert!(
-        problem["detail"].as_str().unwrap().contains(&loki.url),
-        "{problem}"
-    );
+    // It names the store; its cause (Loki's address, the connection error)
+    // goes to the log only.
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("Loki"), "{problem}");
+    assert!(!detail.contains(&loki.url), "{problem}");
     let (status, _) = admin.get("/api/v1/databases/none/events").await;
     assert_eq!(status, 503);
     let (status, body) = app.readyz().await;

@@ -82,6 +82,7 @@ fn validator() -> jsonschema::Validator {
 fn limits() -> Limits {
     Limits {
         postgres_versions: vec![14, 15, 16, 17, 18],
+        max_storage_bytes: pgplane::model::DEFAULT_MAX_STORAGE_BYTES,
     }
 }
 

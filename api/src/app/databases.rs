@@ -68,6 +68,10 @@ impl App {
     ) -> Result<Updated, AppError> {
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.backend.get(name).await?;
+            // A patch that is wrong whatever the revision is refused as such
+            // before the precondition is looked at.
+            let spec = current.spec();
+            let next = model::apply_patch(&spec, patch, &self.limits)?;
             if let Some(tag) = if_match {
                 if !etag_matches(tag, current.revision) {
                     return Err(AppError::PreconditionFailed {
@@ -76,8 +80,6 @@ impl App {
                     });
                 }
             }
-            let spec = current.spec();
-            let next = model::apply_patch(&spec, patch)?;
             self.backend.validate(&next).await?;
             let changes = model::spec_changes(&spec, &next);
             draft.set_changes(changes.clone());

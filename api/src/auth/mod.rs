@@ -11,18 +11,24 @@ pub mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::model::Role;
 use checker::Checker;
-use ratelimit::RateLimiter;
+use ratelimit::{RateLimiter, RecentFailures};
 use token::Tokens;
 pub use users::Users;
 
-/// Burst and refill of login attempts per client address.
-const PER_ADDRESS: (u32, f64) = (20, 2.0);
-/// Burst and refill of login attempts per username: 10, then one every 6 s.
+/// Burst and refill of failed logins per client address: 20, then one
+/// every 3 s (20 a minute).
+const PER_ADDRESS: (u32, f64) = (20, 1.0 / 3.0);
+/// Burst and refill of failed logins per username: 10, then one every 6 s.
 const PER_USERNAME: (u32, f64) = (10, 1.0 / 6.0);
+/// How long an address that failed a login counts as having failed: while
+/// a username is limited, only addresses without a failure this recent may
+/// still try it (so its user is not locked out by someone else's guesses),
+/// and each such address gets one guess per this long.
+const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
 
 /// Why a caller is not let in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +51,27 @@ pub enum AuthError {
         username: String,
         has: Role,
     },
+}
+
+/// The key an address is limited by: IPv4 addresses one by one, IPv6 by
+/// their /64, which one host is commonly given whole.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+fn limited(wait: Duration) -> AuthError {
+    AuthError::RateLimited {
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
 }
 
 /// An authenticated caller.
@@ -74,6 +101,7 @@ pub struct Auth {
     pub tokens: Tokens,
     by_address: RateLimiter<IpAddr>,
     by_username: RateLimiter<String>,
+    failed_recently: RecentFailures<IpAddr>,
     /// Argon2 uses ~19 MiB and a core per check: on threads of their own.
     checker: Checker,
     dummy_hash: String,
@@ -92,6 +120,7 @@ impl Auth {
             tokens,
             by_address: RateLimiter::new(PER_ADDRESS.0, PER_ADDRESS.1),
             by_username: RateLimiter::new(PER_USERNAME.0, PER_USERNAME.1),
+            failed_recently: RecentFailures::new(FAILURE_MEMORY),
             checker: Checker::start(),
             dummy_hash: password::hash("timing equaliser"),
         })
@@ -99,35 +128,53 @@ impl Auth {
 
     /// Checks a username and password. Unknown users cost as much as known
     /// ones, so timing does not tell which names exist.
+    ///
+    /// What is limited is failures, per address and per username; each
+    /// attempt holds a token of both until it turns out to be a success,
+    /// which gives them back. Once a username has no failures left, only an
+    /// address that has not failed within [`FAILURE_MEMORY`] may still try
+    /// it: its user logs in from a clean address whatever others guessed,
+    /// and an attacker gets one more guess per address per memory.
     pub async fn login(
         self: &Arc<Self>,
         username: &str,
         password: &str,
         from: IpAddr,
     ) -> Result<Login, AuthError> {
+        let address = address_key(from);
+        let name = username.to_owned();
         let now = Instant::now();
-        let by_address = self.by_address.take(&from, now);
-        let by_username = self.by_username.take(&username.to_owned(), now);
-        if let Some(wait) = [by_address.err(), by_username.err()]
-            .into_iter()
-            .flatten()
-            .max()
-        {
-            return Err(AuthError::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            });
+        if let Err(wait) = self.by_address.take(&address, now) {
+            return Err(limited(wait));
+        }
+        let by_username = self.by_username.take(&name, now);
+        if let Err(wait) = by_username {
+            if self.failed_recently.failed_recently(&address, now) {
+                self.by_address.give_back(&address, now);
+                return Err(limited(wait));
+            }
         }
         let user = self.users.get(username).cloned();
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
         let matches = self.checker.verify(password.to_owned(), hash).await;
+        let now = Instant::now();
         match user {
-            Some(user) if matches => Ok(Login {
-                token: self.tokens.issue(&user.username),
-                role: user.role,
-            }),
-            _ => Err(AuthError::WrongPassword),
+            Some(user) if matches => {
+                self.by_address.give_back(&address, now);
+                if by_username.is_ok() {
+                    self.by_username.give_back(&name, now);
+                }
+                Ok(Login {
+                    token: self.tokens.issue(&user.username),
+                    role: user.role,
+                })
+            }
+            _ => {
+                self.failed_recently.record(&address, now);
+                Err(AuthError::WrongPassword)
+            }
         }
     }
 

@@ -1,6 +1,6 @@
-//! Login rate limiting: a token bucket per client address and one per
-//! username, so neither one address guessing many names nor many addresses
-//! guessing one name gets far.
+//! Token buckets for login limits ([`RateLimiter`]), and the memory of
+//! which addresses failed recently ([`RecentFailures`]). What is limited and
+//! when is decided in [`super::Auth::login`].
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -32,6 +32,20 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         }
     }
 
+    /// Gives back a token taken for an attempt that turned out not to
+    /// count (a successful login).
+    pub fn give_back(&self, key: &K, now: Instant) {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .expect("no panic while holding the lock");
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.tokens =
+                (refill(bucket, now, self.burst, self.per_second) + 1.0).min(self.burst);
+            bucket.at = now;
+        }
+    }
+
     /// Takes one token for `key`; `Err(wait)` says how long until one is free.
     pub fn take(&self, key: &K, now: Instant) -> Result<(), Duration> {
         let mut buckets = self
@@ -59,6 +73,37 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
     }
 }
 
+/// When each address last failed to log in, for [`RecentFailures::memory`].
+pub struct RecentFailures<K> {
+    memory: Duration,
+    last: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Eq + Hash + Clone> RecentFailures<K> {
+    pub fn new(memory: Duration) -> Self {
+        RecentFailures {
+            memory,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn record(&self, key: &K, now: Instant) {
+        let mut last = self.last.lock().expect("no panic while holding the lock");
+        if last.len() >= MAX_KEYS && !last.contains_key(key) {
+            let memory = self.memory;
+            last.retain(|_, at| now.saturating_duration_since(*at) < memory);
+        }
+        last.insert(key.clone(), now);
+    }
+
+    /// Whether `key` failed within the memory.
+    pub fn failed_recently(&self, key: &K, now: Instant) -> bool {
+        let last = self.last.lock().expect("no panic while holding the lock");
+        last.get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.memory)
+    }
+}
+
 fn refill(b: &Bucket, now: Instant, burst: f64, rate: f64) -> f64 {
     (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(burst)
 }
@@ -81,5 +126,32 @@ mod tests {
             .take(&"a", t0 + Duration::from_secs(1))
             .expect("refilled");
         assert!(limiter.take(&"a", t0 + Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn a_token_given_back_is_there_again() {
+        let limiter = RateLimiter::new(2, 0.001);
+        let t0 = Instant::now();
+        limiter.take(&"a", t0).unwrap();
+        limiter.take(&"a", t0).unwrap();
+        limiter.give_back(&"a", t0);
+        limiter.take(&"a", t0).expect("the one given back");
+        assert!(limiter.take(&"a", t0).is_err());
+        limiter.give_back(&"b", t0);
+        for _ in 0..2 {
+            limiter.take(&"b", t0).unwrap();
+        }
+        assert!(limiter.take(&"b", t0).is_err(), "no more than the burst");
+    }
+
+    #[test]
+    fn failures_are_remembered_for_a_while() {
+        let recent = RecentFailures::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert!(!recent.failed_recently(&"a", t0));
+        recent.record(&"a", t0);
+        assert!(recent.failed_recently(&"a", t0 + Duration::from_secs(59)));
+        assert!(!recent.failed_recently(&"a", t0 + Duration::from_secs(60)));
+        assert!(!recent.failed_recently(&"b", t0));
     }
 }

@@ -12,12 +12,20 @@ use crate::secret::random_token;
 
 const ISSUER: &str = "pgplane";
 
+/// Seconds a token's times may be off from this clock (clock skew between
+/// replicas that share the secret).
+const LEEWAY_SECS: u64 = 5;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub iss: String,
     pub iat: u64,
     pub exp: u64,
+    /// Not before; pgplane does not set it, but a token that has one must
+    /// be past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Signs and checks tokens with one secret.
@@ -43,7 +51,8 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         Tokens {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -86,16 +95,24 @@ impl Tokens {
             iss: ISSUER.into(),
             iat: now,
             exp: now + self.ttl.as_secs(),
+            nbf: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
 
-    /// The claims of a valid, unexpired token signed with our secret.
+    /// The claims of a valid, unexpired token signed with our secret: not
+    /// issued in the future, past its `nbf`, and living no longer than the
+    /// configured lifetime (a token signed for ten years is refused even
+    /// though its signature is ours).
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()?
+            .claims;
+        let now = now_secs();
+        let issued_in_future = claims.iat > now + LEEWAY_SECS;
+        let lives_too_long = claims.exp.saturating_sub(claims.iat) > self.ttl.as_secs();
+        (!issued_in_future && !lives_too_long).then_some(claims)
     }
 }
 
@@ -148,6 +165,7 @@ mod tests {
             iss: ISSUER.into(),
             iat: now - 600,
             exp: now - 120,
+            nbf: None,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -164,11 +182,57 @@ mod tests {
                 iss: ISSUER.into(),
                 iat: now,
                 exp: now + 60,
+                nbf: None,
             },
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
         assert!(t.verify(&hs512).is_none(), "only HS256");
         assert!(t.verify("garbage").is_none());
+    }
+
+    #[test]
+    fn time_claims_are_checked() {
+        let t = Tokens::new(SECRET, Duration::from_secs(3600));
+        let now = now_secs();
+        let signed = |iat: u64, exp: u64, nbf: Option<u64>| {
+            let claims = Claims {
+                sub: "alice".into(),
+                iss: ISSUER.into(),
+                iat,
+                exp,
+                nbf,
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap()
+        };
+        let day = 86_400;
+        let table = [
+            ("fresh", signed(now, now + 3600, None), true),
+            (
+                "within the leeway",
+                signed(now + 3, now + 3600, Some(now + 3)),
+                true,
+            ),
+            (
+                "nbf a day ahead",
+                signed(now, now + 3600, Some(now + day)),
+                false,
+            ),
+            (
+                "iat a year ahead",
+                signed(now + 365 * day, now + 365 * day + 60, None),
+                false,
+            ),
+            ("ten years long", signed(now, now + 3650 * day, None), false),
+            ("a second too long", signed(now, now + 3601, None), false),
+        ];
+        for (case, token, valid) in table {
+            assert_eq!(t.verify(&token).is_some(), valid, "{case}");
+        }
     }
 }

@@ -15,10 +15,12 @@ use crate::model::{FieldError, Invalid, Role};
 use crate::records::Draft;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct LoginRequest {
+    #[schema(min_length = 1, max_length = 1024)]
     username: String,
-    #[schema(format = Password)]
+    #[schema(format = Password, min_length = 1, max_length = 1024)]
     password: String,
 }
 

@@ -82,6 +82,7 @@ impl Harness {
             audit: Arc::new(AuditTrail::local(dir.path(), metrics).unwrap()),
             limits: Limits {
                 postgres_versions: vec![15, 16],
+                max_storage_bytes: crate::model::DEFAULT_MAX_STORAGE_BYTES,
             },
         });
         Harness {

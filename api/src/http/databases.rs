@@ -30,8 +30,8 @@ pub struct DatabaseList {
 #[utoipa::path(get, path = "/api/v1/databases", tag = "databases", security(("bearer" = [])),
     params(
         ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)", minimum = 1, maximum = 500),
-        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"),
-        ("label" = Option<Vec<String>>, Query, description = "key=value; repeat to require several", explode = true),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page", min_length = 1),
+        ("label" = Option<Vec<String>>, Query, description = "key=value; repeat to require several", explode = true, pattern = "^[^=]+=.*$"),
     ),
     responses(
         (status = 200, body = DatabaseList),
@@ -100,7 +100,8 @@ pub async fn get(
 
 /// Changes instances, storage (grow only), parameters or labels, by JSON merge patch.
 #[utoipa::path(patch, path = "/api/v1/databases/{name}", tag = "databases", security(("bearer" = [])),
-    params(("name" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag the change applies to")),
+    params(("name" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag the change applies to (strong comparison: a weak tag never matches)",
+        pattern = r#"^(\*|(W/)?"[^"]*"( *, *(W/)?"[^"]*")*)$"#)),
     request_body(content = DatabasePatchDoc, content_type = "application/merge-patch+json"),
     responses(
         (status = 202, body = Database, headers(("ETag" = String))),
@@ -126,7 +127,11 @@ pub async fn update(
         None => None,
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| HttpError::BadRequest("If-Match is not text".into()))?,
+                .ok()
+                .filter(|t| is_entity_tag_list(t))
+                .ok_or_else(|| {
+                    HttpError::BadRequest("If-Match must be * or entity tags, such as \"4\"".into())
+                })?,
         ),
     };
     let Updated {
@@ -173,4 +178,37 @@ pub async fn credentials(
     Path(name): Path<String>,
 ) -> Result<Json<Credentials>, HttpError> {
     Ok(Json(app.credentials(&name).await?))
+}
+
+/// Whether a header is `*` or a list of entity tags (RFC 9110 8.8.3):
+/// `"4"`, `W/"4"`, separated by commas.
+fn is_entity_tag_list(value: &str) -> bool {
+    let value = value.trim();
+    value == "*"
+        || (!value.is_empty()
+            && value.split(',').all(|tag| {
+                let tag = tag.trim();
+                let opaque = tag.strip_prefix("W/").unwrap_or(tag);
+                opaque.len() >= 2
+                    && opaque.starts_with('"')
+                    && opaque.ends_with('"')
+                    && !opaque[1..opaque.len() - 1].contains('"')
+            }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_entity_tag_list;
+
+    #[test]
+    fn entity_tag_lists() {
+        for good in ["*", "\"4\"", "W/\"4\"", "\"3\", \"4\"", " \"4\" "] {
+            assert!(is_entity_tag_list(good), "{good}");
+        }
+        for bad in [
+            "", " ", "4", "\"4", "\"a\"b\"", "*, \"4\"", "W/4", "\"4\",,",
+        ] {
+            assert!(!is_entity_tag_list(bad), "{bad}");
+        }
+    }
 }

@@ -6,8 +6,13 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use axum::extract::State;
+use serde_json::{json, Value};
+
 use super::routes::{table, Route};
-use std::sync::OnceLock;
+use super::AppState;
+use crate::model::spec::{self, patterns};
+use crate::model::{parameters, Limits};
 
 /// What the document says beyond its paths, which come from the route
 /// table ([`super::routes`]).
@@ -61,14 +66,54 @@ impl Modify for BearerAuth {
     }
 }
 
-pub async fn document() -> impl IntoResponse {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let text = DOCUMENT.get_or_init(|| {
-        document_of(&table())
-            .to_json()
-            .expect("the document serializes")
+pub async fn document(State(app): State<AppState>) -> impl IntoResponse {
+    let mut doc = serde_json::to_value(document_of(&table())).expect("the document serializes");
+    constrain(&mut doc, &app.limits);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&doc).expect("the document serializes"),
+    )
+}
+
+/// States in the document what the rules of [`crate::model::spec`] accept
+/// and the annotations cannot say: the installation's PostgreSQL majors,
+/// and the names and values of parameters and labels (refused parameters
+/// included), so that what the document allows, the server accepts.
+fn constrain(doc: &mut Value, limits: &Limits) {
+    let names_not_refused = json!({
+        "type": "string",
+        "pattern": patterns::PARAMETER_NAME,
+        "not": {"enum": parameters::refused().map(|(name, _)| name).collect::<Vec<_>>()},
     });
-    ([(header::CONTENT_TYPE, "application/json")], text.as_str())
+    let parameter_value = json!({
+        "type": "string", "maxLength": spec::MAX_PARAMETER_VALUE_LEN, "pattern": patterns::PARAMETER_VALUE,
+    });
+    let label_key = json!({
+        "type": "string", "maxLength": 317, "pattern": patterns::LABEL_KEY,
+        "not": {"pattern": patterns::RESERVED_LABEL},
+    });
+    let label_value = json!({"type": "string", "maxLength": 63, "pattern": patterns::LABEL_VALUE});
+    let nullable = |schema: &Value| {
+        let mut s = schema.clone();
+        s["type"] = json!(["string", "null"]);
+        s
+    };
+    for (body, patch) in [("CreateDatabase", false), ("DatabasePatch", true)] {
+        let props = &mut doc["components"]["schemas"][body]["properties"];
+        let value = |v: &Value| if patch { nullable(v) } else { v.clone() };
+        let parameters = &mut props["parameters"];
+        parameters["propertyNames"] = names_not_refused.clone();
+        parameters["additionalProperties"] = value(&parameter_value);
+        parameters["maxProperties"] = json!(spec::MAX_PARAMETERS);
+        let labels = &mut props["labels"];
+        labels["propertyNames"] = label_key.clone();
+        labels["additionalProperties"] = value(&label_value);
+        labels["maxProperties"] = json!(spec::MAX_LABELS);
+        props["storage"]["pattern"] = json!(patterns::STORAGE);
+        if !patch {
+            props["postgres_version"]["enum"] = json!(limits.postgres_versions);
+        }
+    }
 }
 
 const PAGE: &str = r##"<!doctype html>

@@ -14,6 +14,6 @@ pub use database::{Credentials, Database, DatabaseSpec, Endpoints, State};
 pub use invalid::{FieldError, Invalid};
 pub use role::Role;
 pub use spec::{
-    apply_patch, check_label_key, check_name, parse_create, quantity_bytes, spec_changes,
-    CreateDatabaseDoc, DatabasePatchDoc, Limits,
+    apply_patch, check_label_key, check_name, format_bytes, parse_create, quantity_bytes,
+    spec_changes, CreateDatabaseDoc, DatabasePatchDoc, Limits, DEFAULT_MAX_STORAGE_BYTES,
 };

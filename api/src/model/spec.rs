@@ -22,9 +22,29 @@ pub const MIN_INSTANCES: u32 = 1;
 pub const MAX_INSTANCES: u32 = 9;
 pub const MIN_STORAGE_BYTES: u128 = 1 << 30;
 pub const DEFAULT_STORAGE: &str = "1Gi";
-const MAX_LABELS: usize = 32;
-const MAX_PARAMETERS: usize = 100;
-const MAX_PARAMETER_VALUE_LEN: usize = 1024;
+pub const MAX_LABELS: usize = 32;
+pub const MAX_PARAMETERS: usize = 100;
+pub const MAX_PARAMETER_VALUE_LEN: usize = 1024;
+
+/// The shapes of what the rules accept, as the OpenAPI document states them
+/// (JSON Schema regular expressions; the functions below are the rules).
+pub mod patterns {
+    /// A database name: a DNS-1123 label (length bounded apart).
+    pub const NAME: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+    /// A Kubernetes quantity in every form Kubernetes reads.
+    pub const STORAGE: &str =
+        r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
+    /// A parameter name as the rules read it (refused names apart).
+    pub const PARAMETER_NAME: &str = "^[a-z_][a-z0-9_.]{0,62}$";
+    /// A parameter value: no control characters (length bounded apart).
+    pub const PARAMETER_VALUE: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+    /// A label key: an optional DNS subdomain prefix and a qualified name.
+    pub const LABEL_KEY: &str = "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+    /// A label value: empty, or a qualified name.
+    pub const LABEL_VALUE: &str = "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$";
+    /// Label keys the platform reserves.
+    pub const RESERVED_LABEL: &str = "^(pgplane\\.io|cnpg\\.io|app\\.kubernetes\\.io)/";
+}
 
 /// Label keys the control plane sets on what it manages.
 const RESERVED_LABEL_PREFIXES: &[&str] = &["pgplane.io/", "cnpg.io/", "app.kubernetes.io/"];
@@ -49,11 +69,8 @@ pub struct CreateDatabaseDoc {
     /// Number of instances: one primary and `instances - 1` standbys. Default 1.
     #[schema(minimum = 1, maximum = 9)]
     instances: Option<u32>,
-    /// Kubernetes quantity, at least 1Gi. Default 1Gi.
-    #[schema(
-        example = "10Gi",
-        pattern = r"^[0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
-    )]
+    /// Kubernetes quantity, at least 1Gi and at most PGPLANE_MAX_STORAGE. Default 1Gi.
+    #[schema(example = "10Gi")]
     storage: Option<String>,
     parameters: Option<BTreeMap<String, String>>,
     labels: Option<BTreeMap<String, String>>,
@@ -66,13 +83,12 @@ pub struct CreateDatabaseDoc {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct DatabasePatchDoc {
-    #[schema(minimum = 1, maximum = 9)]
+    /// Absent: unchanged (null is not a value: every database has instances).
+    #[schema(minimum = 1, maximum = 9, nullable = false)]
     instances: Option<u32>,
-    /// May grow, never shrink.
-    #[schema(
-        example = "20Gi",
-        pattern = r"^[0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
-    )]
+    /// May grow, never shrink; a Kubernetes quantity (its pattern is set
+    /// from `patterns::STORAGE` when the document is served).
+    #[schema(example = "20Gi", nullable = false)]
     storage: Option<String>,
     parameters: Option<BTreeMap<String, Option<String>>>,
     labels: Option<BTreeMap<String, Option<String>>>,
@@ -83,7 +99,12 @@ pub struct DatabasePatchDoc {
 pub struct Limits {
     /// The PostgreSQL majors this installation offers, ascending.
     pub postgres_versions: Vec<u32>,
+    /// The most storage a database may ask for (`PGPLANE_MAX_STORAGE`).
+    pub max_storage_bytes: u128,
 }
+
+/// The default of `PGPLANE_MAX_STORAGE`: 64Ti.
+pub const DEFAULT_MAX_STORAGE_BYTES: u128 = 64 << 40;
 
 impl Limits {
     fn default_version(&self) -> u32 {
@@ -132,7 +153,7 @@ pub fn parse_create(body: &Value, limits: &Limits) -> Result<DatabaseSpec, Inval
     };
     let postgres_version = match obj.get("postgres_version") {
         None | Some(Value::Null) => limits.default_version(),
-        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        Some(v) => match whole_number(v).and_then(|n| u32::try_from(n).ok()) {
             Some(n) if limits.postgres_versions.contains(&n) => n,
             _ => {
                 errors.push(FieldError::new(
@@ -152,7 +173,7 @@ pub fn parse_create(body: &Value, limits: &Limits) -> Result<DatabaseSpec, Inval
     };
     let storage = match obj.get("storage") {
         None | Some(Value::Null) => DEFAULT_STORAGE.to_owned(),
-        Some(v) => parse_storage(v).unwrap_or_else(|e| {
+        Some(v) => parse_storage(v, limits).unwrap_or_else(|e| {
             errors.push(e);
             String::new()
         }),
@@ -188,7 +209,11 @@ pub fn parse_create(body: &Value, limits: &Limits) -> Result<DatabaseSpec, Inval
 
 /// Applies a JSON merge patch (RFC 7396) of the mutable fields to `current`
 /// and checks the result. A patch that changes nothing is valid.
-pub fn apply_patch(current: &DatabaseSpec, patch: &Value) -> Result<DatabaseSpec, Invalid> {
+pub fn apply_patch(
+    current: &DatabaseSpec,
+    patch: &Value,
+    limits: &Limits,
+) -> Result<DatabaseSpec, Invalid> {
     let mut errors = Vec::new();
     let Some(obj) = patch.as_object() else {
         return Err(Invalid(vec![FieldError::new(
@@ -203,7 +228,7 @@ pub fn apply_patch(current: &DatabaseSpec, patch: &Value) -> Result<DatabaseSpec
                 Ok(n) => next.instances = n,
                 Err(e) => errors.push(e),
             },
-            "storage" => match parse_storage(value) {
+            "storage" => match parse_storage(value, limits) {
                 Ok(s) => {
                     let (old, new) = (quantity_bytes(&current.storage), quantity_bytes(&s));
                     if matches!((old, new), (Some(o), Some(n)) if n < o) {
@@ -321,8 +346,17 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A JSON number that is a whole number (`2` or `2.0`, as JSON Schema's
+/// `integer` allows), if it is one.
+fn whole_number(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        let f = v.as_f64()?;
+        (f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&f)).then_some(f as u64)
+    })
+}
+
 fn parse_instances(v: &Value) -> Result<u32, FieldError> {
-    match v.as_u64() {
+    match whole_number(v) {
         Some(n) if (MIN_INSTANCES as u64..=MAX_INSTANCES as u64).contains(&n) => Ok(n as u32),
         _ => Err(FieldError::new(
             "instances",
@@ -331,54 +365,113 @@ fn parse_instances(v: &Value) -> Result<u32, FieldError> {
     }
 }
 
-fn parse_storage(v: &Value) -> Result<String, FieldError> {
+fn parse_storage(v: &Value, limits: &Limits) -> Result<String, FieldError> {
     let bad = |m: &str| FieldError::new("storage", m);
     let Value::String(s) = v else {
         return Err(bad("must be a Kubernetes quantity string such as \"10Gi\""));
     };
     match quantity_bytes(s) {
         None => Err(bad(
-            "must be a Kubernetes quantity such as \"10Gi\" or \"500G\"",
+            "must be a Kubernetes quantity such as \"10Gi\", \"500G\" or \"1e12\"",
         )),
         Some(b) if b < MIN_STORAGE_BYTES => Err(bad("must be at least 1Gi")),
+        Some(b) if b > limits.max_storage_bytes => Err(bad(&format!(
+            "must be at most {} (PGPLANE_MAX_STORAGE)",
+            format_bytes(limits.max_storage_bytes)
+        ))),
         Some(_) => Ok(s.clone()),
     }
 }
 
-/// Bytes in a Kubernetes quantity (`10Gi`, `1.5T`, `500M`), rounded up;
-/// `None` when the text is not a quantity this API accepts.
+/// Bytes in a Kubernetes quantity, rounded up to a whole byte: every form
+/// Kubernetes reads (`10Gi`, `1.5T`, `500M`, `1e12`, `+2E3`, `.5Ki`,
+/// `1500m`). `None` when the text is not a quantity, or is negative;
+/// `u128::MAX` stands for anything larger.
 pub fn quantity_bytes(s: &str) -> Option<u128> {
+    let s = s.strip_prefix('+').unwrap_or(s);
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
-    let multiplier: u128 = match suffix {
-        "" => 1,
-        "k" => 1000,
-        "M" => 1000u128.pow(2),
-        "G" => 1000u128.pow(3),
-        "T" => 1000u128.pow(4),
-        "P" => 1000u128.pow(5),
-        "E" => 1000u128.pow(6),
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
-        _ => return None,
-    };
     let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if int.is_empty()
-        || int.len() > 18
-        || frac.len() > 9
-        || (number.contains('.') && frac.is_empty())
-    {
+    if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
         return None;
     }
-    let scale = 10u128.pow(frac.len() as u32);
-    let mantissa: u128 = format!("{int}{frac}").parse().ok()?;
-    Some((mantissa * multiplier).div_ceil(scale))
+    // Multiply by 10^ten_exp and by `factor`.
+    let (ten_exp, factor): (i64, u128) = match suffix {
+        "" => (0, 1),
+        "m" => (-3, 1),
+        "k" => (3, 1),
+        "M" => (6, 1),
+        "G" => (9, 1),
+        "T" => (12, 1),
+        "P" => (15, 1),
+        "E" => (18, 1),
+        "Ki" => (0, 1 << 10),
+        "Mi" => (0, 1 << 20),
+        "Gi" => (0, 1 << 30),
+        "Ti" => (0, 1 << 40),
+        "Pi" => (0, 1 << 50),
+        "Ei" => (0, 1 << 60),
+        exponent => {
+            let digits = exponent.strip_prefix(['e', 'E'])?;
+            let unsigned = digits.strip_prefix(['+', '-']).unwrap_or(digits);
+            if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            // Beyond a few hundred, the value is 0 or larger than anything.
+            (
+                digits
+                    .parse::<i64>()
+                    .unwrap_or(if digits.starts_with('-') { -400 } else { 400 }),
+                1,
+            )
+        }
+    };
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if digits.len() > 38 {
+        return Some(u128::MAX);
+    }
+    let mantissa: u128 = digits.parse().ok()?;
+    let exponent = ten_exp - frac.len() as i64;
+    let value = if exponent >= 0 {
+        10u128
+            .checked_pow(u32::try_from(exponent).ok()?)
+            .and_then(|p| mantissa.checked_mul(p))
+            .and_then(|v| v.checked_mul(factor))
+    } else {
+        let divisor = u32::try_from(-exponent)
+            .ok()
+            .and_then(|e| 10u128.checked_pow(e));
+        match divisor {
+            // Less than one byte of a positive amount is one byte, rounded up.
+            None => return Some(1),
+            Some(d) => mantissa.checked_mul(factor).map(|v| v.div_ceil(d)),
+        }
+    };
+    Some(value.unwrap_or(u128::MAX))
+}
+
+/// A quantity of bytes as the API writes it: the largest binary unit that
+/// divides it (`64Ti`), or bytes.
+pub fn format_bytes(bytes: u128) -> String {
+    for (suffix, shift) in [
+        ("Ei", 60),
+        ("Pi", 50),
+        ("Ti", 40),
+        ("Gi", 30),
+        ("Mi", 20),
+        ("Ki", 10),
+    ] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
 }
 
 fn parse_parameters(
@@ -548,6 +641,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             postgres_versions: vec![15, 16],
+            max_storage_bytes: DEFAULT_MAX_STORAGE_BYTES,
         }
     }
 
@@ -586,9 +680,13 @@ mod tests {
             (json!({"name": "ok", "instances": 10}), &["instances"]),
             (json!({"name": "ok", "instances": "3"}), &["instances"]),
             (json!({"name": "ok", "instances": 2.5}), &["instances"]),
+            (json!({"name": "ok", "instances": 1e300}), &["instances"]),
             (json!({"name": "ok", "storage": "512Mi"}), &["storage"]),
             (json!({"name": "ok", "storage": "ten"}), &["storage"]),
             (json!({"name": "ok", "storage": 10}), &["storage"]),
+            (json!({"name": "ok", "storage": "999Ei"}), &["storage"]),
+            (json!({"name": "ok", "storage": "65Ti"}), &["storage"]),
+            (json!({"name": "ok", "storage": "1e100"}), &["storage"]),
             (
                 json!({"name": "ok", "postgres_version": 12}),
                 &["postgres_version"],
@@ -665,17 +763,43 @@ mod tests {
             ("2G", Some(2_000_000_000)),
             ("100", Some(100)),
             ("0.5Ki", Some(512)),
-            ("1e9", None),
+            ("1e9", Some(1_000_000_000)),
+            ("1e12", Some(1_000_000_000_000)),
+            ("1E12", Some(1_000_000_000_000)),
+            ("1T", Some(1_000_000_000_000)),
+            ("1Ti", Some(1 << 40)),
+            ("1024Gi", Some(1 << 40)),
+            ("+2Gi", Some(2 << 30)),
+            (".5Gi", Some(1 << 29)),
+            ("1.Gi", Some(1 << 30)),
+            ("1500m", Some(2)),
+            ("12e-1", Some(2)),
+            ("1e-100", Some(1)),
+            ("0.0", Some(0)),
+            ("999Ei", Some(999 << 60)),
+            ("99999999999999999999Gi", Some(99999999999999999999 << 30)),
+            ("1e100000", Some(u128::MAX)),
+            (
+                "99999999999999999999999999999999999999999999999999",
+                Some(u128::MAX),
+            ),
             ("-1Gi", None),
-            ("1.Gi", None),
             ("Gi", None),
+            (".", None),
             ("1gi", None),
+            ("1e", None),
+            ("1e+", None),
+            ("1.2.3", None),
+            ("1 Gi", None),
             ("", None),
-            ("99999999999999999999Gi", None),
         ];
         for (text, bytes) in cases {
             assert_eq!(quantity_bytes(text), bytes, "{text}");
         }
+    }
+
+    fn apply_patch_(current: &DatabaseSpec, patch: &Value) -> Result<DatabaseSpec, Invalid> {
+        apply_patch(current, patch, &limits())
     }
 
     fn spec() -> DatabaseSpec {
@@ -689,7 +813,7 @@ mod tests {
 
     #[test]
     fn patch_merges() {
-        let next = apply_patch(
+        let next = apply_patch_(
             &spec(),
             &json!({"instances": 3, "storage": "20Gi", "parameters": {"work_mem": null, "jit": "off"},
                     "labels": {"team": "b", "tier": "gold"}}),
@@ -727,10 +851,20 @@ mod tests {
             (json!("x"), &[""]),
         ];
         for (patch, expected) in cases {
-            let Invalid(errors) = apply_patch(&spec(), patch).expect_err(&patch.to_string());
+            let Invalid(errors) = apply_patch_(&spec(), patch).expect_err(&patch.to_string());
             assert_eq!(&fields(&errors), expected, "{patch}");
         }
-        // The same size in other units is not a shrink.
-        assert!(apply_patch(&spec(), &json!({"storage": "10240Mi"})).is_ok());
+        // The same size in other units is not a shrink; every form is read,
+        // up to the maximum.
+        assert!(apply_patch_(&spec(), &json!({"storage": "10240Mi"})).is_ok());
+        for grown in ["1e12", "1T", "1Ti", "1024Gi", "64Ti"] {
+            let next = apply_patch_(&spec(), &json!({"storage": grown})).expect(grown);
+            assert_eq!(next.storage, grown);
+        }
+        let Invalid(errors) = apply_patch_(&spec(), &json!({"storage": "999Ei"})).unwrap_err();
+        assert_eq!(
+            errors[0].message,
+            "must be at most 64Ti (PGPLANE_MAX_STORAGE)"
+        );
     }
 }

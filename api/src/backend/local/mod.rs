@@ -537,6 +537,7 @@ impl Backend for LocalBackend {
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, PgError> {
     use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let bad = |reason: String| PgError::setting("PGPLANE_DATA_DIR", reason);
     std::fs::create_dir_all(data_dir)
         .map_err(|e| bad(format!("cannot create {}: {e}", data_dir.display())))?;
@@ -546,8 +547,11 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, PgError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| bad(format!("cannot open {}: {e}", path.display())))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| bad(format!("cannot make {} private: {e}", path.display())))?;
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let mut holder = String::new();
@@ -569,9 +573,10 @@ fn make_probe(pg: &Postgres, probe: &Path) -> Result<(), PgError> {
     std::fs::create_dir_all(probe)?;
     set_mode(probe, 0o700)?;
     let conf = probe.join("postgresql.conf");
-    std::fs::write(
+    files::replace(
         &conf,
-        "# Empty: pgplane checks parameters against PostgreSQL's defaults here.\n",
+        b"# Empty: pgplane checks parameters against PostgreSQL's defaults here.\n",
+        0o600,
     )?;
     pg.give(probe)?;
     pg.give(&conf)
