@@ -63,6 +63,37 @@ fn bad_creates() -> Vec<(Value, &'static str)> {
             json!({"name": "ok", "parameters": {"wal_level": "minimal"}}),
             "parameters.wal_level",
         ),
+        // What loads code, runs commands, names paths or takes the database
+        // out of pgplane's hands (model::parameters; the README lists them).
+        (
+            json!({"name": "ok", "parameters": {"session_preload_libraries": "x"}}),
+            "parameters.session_preload_libraries",
+        ),
+        (
+            json!({"name": "ok", "parameters": {"local_preload_libraries": "x"}}),
+            "parameters.local_preload_libraries",
+        ),
+        (
+            json!({"name": "ok", "parameters": {"default_transaction_read_only": "on"}}),
+            "parameters.default_transaction_read_only",
+        ),
+        (
+            json!({"name": "ok", "parameters": {"ssl_passphrase_command": "sh -c id"}}),
+            "parameters.ssl_passphrase_command",
+        ),
+        (
+            json!({"name": "ok", "parameters": {"dynamic_library_path": "/tmp"}}),
+            "parameters.dynamic_library_path",
+        ),
+        (
+            json!({"name": "ok", "parameters": {"include": "/etc/passwd"}}),
+            "parameters.include",
+        ),
+        (
+            json!({"name": "ok", "parameters": {"Session_Preload_Libraries": "x"}}),
+            "parameters.Session_Preload_Libraries",
+        ),
+        (json!({"name": "ok", "storage": "999Ei"}), "storage"),
         (
             json!({"name": "ok", "parameters": {"Bad Name": "1"}}),
             "parameters.Bad Name",

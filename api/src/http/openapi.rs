@@ -88,9 +88,14 @@ fn constrain(doc: &mut Value, limits: &Limits) {
     let parameter_value = json!({
         "type": "string", "maxLength": spec::MAX_PARAMETER_VALUE_LEN, "pattern": patterns::PARAMETER_VALUE,
     });
+    let reserved = spec::RESERVED_LABEL_PREFIXES
+        .iter()
+        .map(|p| p.replace('.', "\\."))
+        .collect::<Vec<_>>()
+        .join("|");
     let label_key = json!({
         "type": "string", "maxLength": 317, "pattern": patterns::LABEL_KEY,
-        "not": {"pattern": patterns::RESERVED_LABEL},
+        "not": {"pattern": format!("^({reserved})")},
     });
     let label_value = json!({"type": "string", "maxLength": 63, "pattern": patterns::LABEL_VALUE});
     let nullable = |schema: &Value| {

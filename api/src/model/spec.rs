@@ -42,12 +42,39 @@ pub mod patterns {
     pub const LABEL_KEY: &str = "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
     /// A label value: empty, or a qualified name.
     pub const LABEL_VALUE: &str = "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$";
-    /// Label keys the platform reserves.
-    pub const RESERVED_LABEL: &str = "^(pgplane\\.io|cnpg\\.io|app\\.kubernetes\\.io)/";
 }
 
-/// Label keys the control plane sets on what it manages.
-const RESERVED_LABEL_PREFIXES: &[&str] = &["pgplane.io/", "cnpg.io/", "app.kubernetes.io/"];
+/// Label key prefixes the platform sets on what it manages (pgplane, and
+/// CloudNativePG and Kubernetes conventions): a user's labels never carry them.
+pub const RESERVED_LABEL_PREFIXES: &[&str] = &["pgplane.io/", "cnpg.io/", "app.kubernetes.io/"];
+
+/// The fields of a create body, each parsed by [`parse_create`].
+pub const CREATE_FIELDS: &[&str] = &[
+    "name",
+    "postgres_version",
+    "instances",
+    "storage",
+    "parameters",
+    "labels",
+];
+
+/// The fields a merge patch may change, each applied by [`apply_patch`];
+/// the other create fields are fixed at create.
+pub const PATCH_FIELDS: &[&str] = &["instances", "storage", "parameters", "labels"];
+
+/// The fields of a [`Database`](super::Database) beyond its spec: what the
+/// backend observes and the control plane keeps, read-only to callers.
+pub const OBSERVED_FIELDS: &[&str] = &[
+    "owner",
+    "state",
+    "phase",
+    "ready_instances",
+    "primary",
+    "endpoints",
+    "revision",
+    "created_at",
+    "updated_at",
+];
 
 /// The body of `POST /databases`, for the OpenAPI document. Parsing goes
 /// through [`parse_create`], which reports every bad field at once.
@@ -122,16 +149,7 @@ pub fn parse_create(body: &Value, limits: &Limits) -> Result<DatabaseSpec, Inval
         return Err(Invalid::field("", "the body must be a JSON object"));
     };
     for key in obj.keys() {
-        if ![
-            "name",
-            "postgres_version",
-            "instances",
-            "storage",
-            "parameters",
-            "labels",
-        ]
-        .contains(&key.as_str())
-        {
+        if !CREATE_FIELDS.contains(&key.as_str()) {
             errors.push(FieldError::new(key.clone(), "unknown field"));
         }
     }
@@ -247,11 +265,10 @@ pub fn apply_patch(
                 parse_parameters(value, true, &mut errors),
             ),
             "labels" => merge(&mut next.labels, parse_labels(value, true, &mut errors)),
-            "name" | "postgres_version" => {
+            other if CREATE_FIELDS.contains(&other) => {
                 errors.push(FieldError::new(key.clone(), "cannot be changed"))
             }
-            "owner" | "state" | "phase" | "ready_instances" | "primary" | "endpoints"
-            | "revision" | "created_at" | "updated_at" => {
+            other if OBSERVED_FIELDS.contains(&other) => {
                 errors.push(FieldError::new(key.clone(), "is read-only"))
             }
             _ => errors.push(FieldError::new(key.clone(), "unknown field")),
@@ -866,5 +883,35 @@ mod tests {
             errors[0].message,
             "must be at most 64Ti (PGPLANE_MAX_STORAGE)"
         );
+    }
+
+    /// The property names of a type's OpenAPI schema.
+    fn properties<T: utoipa::PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        let mut names: Vec<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn sorted(fields: &[&[&str]]) -> Vec<String> {
+        let mut all: Vec<String> = fields.concat().iter().map(|f| f.to_string()).collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn the_field_lists_are_the_documented_fields() {
+        assert_eq!(properties::<CreateDatabaseDoc>(), sorted(&[CREATE_FIELDS]));
+        assert_eq!(properties::<DatabasePatchDoc>(), sorted(&[PATCH_FIELDS]));
+        assert_eq!(
+            properties::<crate::model::Database>(),
+            sorted(&[CREATE_FIELDS, OBSERVED_FIELDS])
+        );
+        assert!(PATCH_FIELDS.iter().all(|f| CREATE_FIELDS.contains(f)));
     }
 }

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
+use crate::model::spec::RESERVED_LABEL_PREFIXES;
 use crate::model::{Database, DatabaseSpec, Endpoints, State};
 
 /// The label that makes a Cluster a pgplane database.
@@ -39,9 +40,6 @@ pub const RECORDED_STATE: &str = "pgplane.io/recorded-state";
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/cloudnative-pg/postgresql";
 /// The database and role `bootstrap.initdb` makes; the `-app` Secret is theirs.
 pub const APP: &str = "app";
-/// Label prefixes set by the platform; user labels never carry them (the
-/// model refuses them), so they are left out when a Cluster is read back.
-const PLATFORM_LABEL_PREFIXES: &[&str] = &["app.kubernetes.io/", "cnpg.io/", "pgplane.io/"];
 
 /// `spec` of a CNPG Cluster: the fields pgplane sets.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -301,7 +299,9 @@ pub fn spec_of(cluster: &Cluster) -> DatabaseSpec {
             .labels
             .iter()
             .flatten()
-            .filter(|(k, _)| !PLATFORM_LABEL_PREFIXES.iter().any(|p| k.starts_with(p)))
+            // Labels set by the platform: user labels never carry them (the
+            // model refuses them), so they are left out when read back.
+            .filter(|(k, _)| !RESERVED_LABEL_PREFIXES.iter().any(|p| k.starts_with(p)))
             .filter(|(k, _)| owned(&own_labels, k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
