@@ -141,7 +141,30 @@ async fn tokens_that_are_not_pgplanes_are_refused() {
         genuine.rsplit('.').next().unwrap()
     );
 
+    // Signed with the real secret, but with times no token of ours has
+    // (the test app's PGPLANE_TOKEN_TTL is 1h).
+    let day = 86_400;
+    let not_yet = forge(
+        json!({"sub": "admin", "iss": "pgplane", "iat": now(), "nbf": now() + day, "exp": now() + 600}),
+        JWT_SECRET.as_bytes(),
+    );
+    let issued_next_year = forge(
+        json!({"sub": "admin", "iss": "pgplane", "iat": now() + 365 * day, "exp": now() + 365 * day + 600}),
+        JWT_SECRET.as_bytes(),
+    );
+    let ten_years = forge(
+        json!({"sub": "admin", "iss": "pgplane", "iat": now(), "exp": now() + 3650 * day}),
+        JWT_SECRET.as_bytes(),
+    );
+    let without_iat = forge(
+        json!({"sub": "admin", "iss": "pgplane", "exp": now() + 600}),
+        JWT_SECRET.as_bytes(),
+    );
     for (what, token) in [
+        ("nbf a day ahead", not_yet.as_str()),
+        ("iat a year ahead", &issued_next_year),
+        ("a lifetime of ten years", &ten_years),
+        ("no iat", &without_iat),
         ("wrong signature", wrong_signature.as_str()),
         ("expired", &expired),
         ("unknown user", &unknown_user),

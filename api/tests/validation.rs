@@ -289,6 +289,24 @@ async fn rules_that_need_existing_databases() {
     )
     .await;
     assert_eq!(status, 412, "{problem}");
+    // The comparison is strong: a weak tag of the current revision never
+    // matches, and what is not an entity tag is a bad request.
+    let (status, problem) = body_of(
+        patch(Some("W/\"1\""), r#"{"labels": {"tier": "gold"}}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 412, "{problem}");
+    for not_a_tag in ["1", "", "{}"] {
+        let (status, problem) = body_of(
+            patch(Some(not_a_tag), r#"{"labels": {"tier": "gold"}}"#)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{not_a_tag:?}: {problem}");
+    }
     let (_, unchanged) = editor.get("/api/v1/databases/alpha").await;
     assert_eq!(unchanged["revision"], 1);
     assert_eq!(unchanged["labels"], json!({"team": "a"}));
@@ -324,6 +342,8 @@ async fn rules_that_need_existing_databases() {
             422,
         ),
         (r#"[1]"#, "", 422),
+        (r#"{"storage": "999Ei"}"#, "storage", 422),
+        (r#"{"storage": "1e100"}"#, "storage", 422),
     ] {
         let (got, problem) = body_of(patch(None, body).await.unwrap()).await;
         assert_eq!(got, status, "{body}: {problem}");
@@ -332,9 +352,19 @@ async fn rules_that_need_existing_databases() {
     let (_, after) = editor.get("/api/v1/databases/alpha").await;
     assert_eq!(after["revision"], 2, "refused patches changed nothing");
     assert_eq!(after["storage"], "2Gi");
-    // Growing storage is allowed; an empty patch changes nothing.
-    let (status, grown) = body_of(patch(None, r#"{"storage": "3Gi"}"#).await.unwrap()).await;
-    assert_eq!(status, 202, "{grown}");
+    // Growing storage is allowed, in every quantity form; an empty patch
+    // changes nothing.
+    for (form, bytes) in [
+        ("3e9", 3_000_000_000u64),
+        ("3G", 3_000_000_000),
+        ("3Gi", 3 << 30),
+    ] {
+        let body = format!(r#"{{"storage": "{form}"}}"#);
+        let (status, grown) = body_of(patch(None, &body).await.unwrap()).await;
+        assert_eq!(status, 202, "{form}: {grown}");
+        assert_eq!(grown["storage"], form, "{bytes} bytes");
+    }
+    let (_, grown) = editor.get("/api/v1/databases/alpha").await;
     assert_eq!(grown["storage"], "3Gi");
     let (status, same) = body_of(patch(None, "{}").await.unwrap()).await;
     assert_eq!(status, 202);
