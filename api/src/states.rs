@@ -197,22 +197,59 @@ mod tests {
     use super::*;
     use Operation::*;
 
-    fn obs(
-        deleting: bool,
-        created: bool,
-        operation: Option<Operation>,
-        failures: u32,
-        wanted: u32,
-        ready: u32,
-    ) -> LocalObservation {
-        LocalObservation {
-            deleting,
-            created,
-            operation,
-            failures,
-            wanted,
-            ready,
+    /// Builders, so that the tables read as what each case is.
+    impl LocalObservation {
+        /// A database made before (`creating` is over), of one instance
+        /// that is ready, with nothing going on.
+        fn test() -> LocalObservation {
+            LocalObservation {
+                deleting: false,
+                created: true,
+                operation: None,
+                failures: 0,
+                wanted: 1,
+                ready: 1,
+            }
         }
+
+        /// Still being made: never healthy before.
+        fn not_created(self) -> Self {
+            LocalObservation {
+                created: false,
+                ..self
+            }
+        }
+
+        fn deleting(self) -> Self {
+            LocalObservation {
+                deleting: true,
+                ..self
+            }
+        }
+
+        fn instances(self, wanted: u32) -> Self {
+            LocalObservation { wanted, ..self }
+        }
+
+        fn ready(self, ready: u32) -> Self {
+            LocalObservation { ready, ..self }
+        }
+
+        fn during(self, operation: Operation) -> Self {
+            LocalObservation {
+                operation: Some(operation),
+                ..self
+            }
+        }
+
+        /// After this many failed reconcile steps in a row.
+        fn failures(self, failures: u32) -> Self {
+            LocalObservation { failures, ..self }
+        }
+    }
+
+    fn obs() -> LocalObservation {
+        LocalObservation::test()
     }
 
     #[test]
@@ -220,48 +257,70 @@ mod tests {
         let table = [
             // (observation, state)
             (
-                obs(false, false, Some(Bootstrapping), 0, 2, 0),
+                obs()
+                    .not_created()
+                    .instances(2)
+                    .ready(0)
+                    .during(Bootstrapping),
                 State::Creating,
             ),
             (
-                obs(false, false, Some(AddingStandbys), 0, 2, 1),
+                obs()
+                    .not_created()
+                    .instances(2)
+                    .ready(1)
+                    .during(AddingStandbys),
                 State::Creating,
             ),
-            (obs(false, false, None, 0, 2, 1), State::Creating),
-            (obs(false, false, None, 3, 2, 0), State::Failed),
-            (obs(false, true, None, 0, 2, 2), State::Healthy),
-            (obs(false, true, None, 0, 3, 2), State::Degraded),
-            (obs(false, true, None, 0, 1, 0), State::Degraded),
-            (obs(false, true, Some(Healing), 0, 2, 2), State::Degraded),
-            (obs(false, true, Some(Healing), 0, 2, 1), State::Degraded),
+            (obs().not_created().instances(2).ready(1), State::Creating),
             (
-                obs(false, true, Some(AddingStandbys), 0, 3, 2),
+                obs().not_created().instances(2).ready(0).failures(3),
+                State::Failed,
+            ),
+            (obs().instances(2).ready(2), State::Healthy),
+            (obs().instances(3).ready(2), State::Degraded),
+            (obs().instances(1).ready(0), State::Degraded),
+            (obs().instances(2).ready(2).during(Healing), State::Degraded),
+            (obs().instances(2).ready(1).during(Healing), State::Degraded),
+            (
+                obs().instances(3).ready(2).during(AddingStandbys),
                 State::Scaling,
             ),
             (
-                obs(false, true, Some(RemovingStandbys), 0, 1, 2),
+                obs().instances(1).ready(2).during(RemovingStandbys),
                 State::Scaling,
             ),
             (
-                obs(false, true, Some(ApplyingParameters), 0, 2, 2),
+                obs().instances(2).ready(2).during(ApplyingParameters),
                 State::Updating,
             ),
             (
-                obs(false, true, Some(FailingOver), 0, 2, 0),
+                obs().instances(2).ready(0).during(FailingOver),
                 State::FailingOver,
             ),
             (
-                obs(false, true, Some(FailingOver), 2, 2, 0),
+                obs().instances(2).ready(0).during(FailingOver).failures(2),
                 State::FailingOver,
             ),
-            (obs(false, true, Some(FailingOver), 3, 2, 0), State::Failed),
-            (obs(false, true, None, 5, 2, 2), State::Failed),
-            (obs(true, true, None, 5, 2, 2), State::Deleting),
             (
-                obs(true, false, Some(Bootstrapping), 0, 2, 0),
+                obs().instances(2).ready(0).during(FailingOver).failures(3),
+                State::Failed,
+            ),
+            (obs().instances(2).ready(2).failures(5), State::Failed),
+            (
+                obs().deleting().instances(2).ready(2).failures(5),
                 State::Deleting,
             ),
-            (obs(false, true, None, 0, 2, 3), State::Healthy),
+            (
+                obs()
+                    .deleting()
+                    .not_created()
+                    .instances(2)
+                    .ready(0)
+                    .during(Bootstrapping),
+                State::Deleting,
+            ),
+            (obs().instances(2).ready(3), State::Healthy),
         ];
         for (o, want) in table {
             assert_eq!(local_state(&o).0, want, "{o:?}");
@@ -271,66 +330,98 @@ mod tests {
     #[test]
     fn healthy_and_creating_phases_match_cnpg_text() {
         assert_eq!(
-            local_state(&obs(false, true, None, 0, 1, 1)).1,
+            local_state(&obs().instances(1).ready(1)).1,
             "Cluster in healthy state"
         );
         assert_eq!(
-            local_state(&obs(false, false, Some(Bootstrapping), 0, 1, 0)).1,
+            local_state(
+                &obs()
+                    .not_created()
+                    .instances(1)
+                    .ready(0)
+                    .during(Bootstrapping)
+            )
+            .1,
             "Setting up primary"
         );
         assert_eq!(
-            local_state(&obs(false, true, Some(AddingStandbys), 0, 2, 1)).1,
+            local_state(&obs().instances(2).ready(1).during(AddingStandbys)).1,
             "Creating a new replica"
         );
     }
 
+    /// Builders for CNPG observations: a phase text, on a Cluster that
+    /// was never ready and is not being deleted, unless told.
+    impl<'a> CnpgObservation<'a> {
+        fn test(phase: &'a str) -> CnpgObservation<'a> {
+            CnpgObservation {
+                deleting: false,
+                phase,
+                created: false,
+            }
+        }
+
+        /// The database left `creating` before.
+        fn created(self) -> Self {
+            CnpgObservation {
+                created: true,
+                ..self
+            }
+        }
+
+        fn deleting(self) -> Self {
+            CnpgObservation {
+                deleting: true,
+                ..self
+            }
+        }
+    }
+
     #[test]
     fn cnpg_phases_table() {
-        let o = |phase, created, deleting| CnpgObservation {
-            deleting,
-            phase,
-            created,
-        };
+        let phase = CnpgObservation::test;
         let table = [
-            (o("", false, false), State::Creating),
-            (o("Setting up primary", false, false), State::Creating),
-            (o("Creating a new replica", false, false), State::Creating),
-            (o("Creating a new replica", true, false), State::Scaling),
+            (phase(""), State::Creating),
+            (phase("Setting up primary"), State::Creating),
+            (phase("Creating a new replica"), State::Creating),
+            (phase("Creating a new replica").created(), State::Scaling),
             (
-                o("Waiting for the instances to become active", false, false),
+                phase("Waiting for the instances to become active"),
                 State::Creating,
             ),
             (
-                o("Waiting for the instances to become active", true, false),
+                phase("Waiting for the instances to become active").created(),
                 State::Degraded,
             ),
-            (o("Cluster in healthy state", false, false), State::Healthy),
-            (o("Cluster in healthy state", true, false), State::Healthy),
-            (o("Failing over", true, false), State::FailingOver),
-            (o("Switchover in progress", true, false), State::FailingOver),
-            (o("Upgrading cluster", true, false), State::Updating),
-            (o("Applying configuration", true, false), State::Updating),
+            (phase("Cluster in healthy state"), State::Healthy),
+            (phase("Cluster in healthy state").created(), State::Healthy),
+            (phase("Failing over").created(), State::FailingOver),
             (
-                o("Upgrading Postgres major version", true, false),
+                phase("Switchover in progress").created(),
+                State::FailingOver,
+            ),
+            (phase("Upgrading cluster").created(), State::Updating),
+            (phase("Applying configuration").created(), State::Updating),
+            (
+                phase("Upgrading Postgres major version").created(),
                 State::Updating,
             ),
             (
-                o(
-                    "Cluster is unrecoverable and needs manual intervention",
-                    true,
-                    false,
-                ),
+                phase("Cluster is unrecoverable and needs manual intervention").created(),
                 State::Failed,
             ),
             (
-                o("Unable to create required cluster objects", false, false),
+                phase("Unable to create required cluster objects"),
                 State::Failed,
             ),
-            (o("Cluster in healthy state", true, true), State::Deleting),
-            (o("", false, true), State::Deleting),
-            (o("Something new in CNPG 2.0", true, false), State::Unknown),
-            (o("cluster in healthy state", true, false), State::Unknown),
-            (o("Cluster in healthy state ", true, false), State::Unknown),
+            (
+                phase("Cluster in healthy state").created().deleting(),
+                State::Deleting,
+            ),
+            (phase("").deleting(), State::Deleting),
+            (phase("Something new in CNPG 2.0").created(), State::Unknown),
+            (phase("cluster in healthy state").created(), State::Unknown),
+            (phase("Cluster in healthy state ").created(), State::Unknown),
         ];
         for (obs, want) in table {
             assert_eq!(cnpg_state(&obs), want, "{obs:?}");
