@@ -87,22 +87,30 @@ impl LocalBackend {
         metrics: Arc<Metrics>,
         events: Arc<Events>,
     ) -> Result<LocalBackend, PgError> {
-        let lock = lock_data_dir(data_dir)?;
-        let pg = Postgres::discover(bindir, pg_user).await?;
         let root = data_dir.join("databases");
-        for dir in [data_dir, &root] {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                PgError::setting(
-                    "PGPLANE_DATA_DIR",
-                    format!("cannot create {}: {e}", dir.display()),
-                )
-            })?;
-            // The PostgreSQL account must pass through, but not list.
-            set_mode(dir, 0o711)?;
-        }
+        let lock = {
+            let (data_dir, root) = (data_dir.to_path_buf(), root.clone());
+            tokio::task::spawn_blocking(move || prepare_data_dir(&data_dir, &root))
+                .await
+                .map_err(PgError::Task)??
+        };
+        let pg = Postgres::discover(bindir, pg_user).await?;
         pg.check_reachable(&root).await?;
         let probe = data_dir.join("probe");
-        make_probe(&pg, &probe)?;
+        make_probe(&pg, &probe).await?;
+        let (records, orphans) = {
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || load_records(&root))
+                .await
+                .map_err(PgError::Task)??
+        };
+        for dir in orphans {
+            tracing::warn!(dir = %dir.display(), "removing a database directory without a record");
+            if let Err(e) = reconcile::remove_database_dir(&dir).await {
+                // Tried again on the next start; the name stays taken meanwhile.
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a database directory without a record");
+            }
+        }
         let inner = Arc::new(Inner {
             root,
             probe,
@@ -116,7 +124,7 @@ impl LocalBackend {
             ports: Mutex::new(HashSet::new()),
             tasks: Mutex::new(Vec::new()),
         });
-        for (record, secrets) in load_records(&inner.root)? {
+        for (record, secrets) in records {
             let paths = Paths::new(&inner.root, &record.spec.name);
             inner
                 .ports
@@ -219,12 +227,15 @@ impl Inner {
     fn allocate_port(&self) -> Result<u16, PgError> {
         let mut ports = self.ports.lock().expect("not poisoned");
         for _ in 0..100 {
-            let port = std::net::TcpListener::bind((HOST, 0))?.local_addr()?.port();
+            let port = std::net::TcpListener::bind((HOST, 0))
+                .and_then(|l| l.local_addr())
+                .map_err(PgError::Port)?
+                .port();
             if ports.insert(port) {
                 return Ok(port);
             }
         }
-        Err(PgError::Io("no free port found".into()))
+        Err(PgError::NoFreePort)
     }
 
     fn free_port(&self, port: u16) {
@@ -266,6 +277,25 @@ impl Inner {
 impl Entry {
     fn observed(&self) -> Observed {
         self.observed.lock().expect("not poisoned").clone()
+    }
+
+    /// The record as it is now.
+    async fn snapshot(&self) -> DatabaseRecord {
+        self.record.lock().await.clone()
+    }
+
+    /// Changes the record durably: on disk first, then in memory, so that
+    /// a failed write changes neither. Returns the new record.
+    async fn update_record(
+        &self,
+        change: impl FnOnce(&mut DatabaseRecord),
+    ) -> Result<DatabaseRecord, PgError> {
+        let mut r = self.record.lock().await;
+        let mut next = r.clone();
+        change(&mut next);
+        self.persist(&next).await?;
+        *r = next.clone();
+        Ok(next)
     }
 
     /// Changes what is observed, derives the state from it and the record,
@@ -330,13 +360,14 @@ impl Entry {
         }
     }
 
-    async fn persist(&self, record: &DatabaseRecord) -> Result<(), BackendError> {
+    async fn persist(&self, record: &DatabaseRecord) -> Result<(), PgError> {
         let text = serde_json::to_vec_pretty(record).expect("a record always serializes");
         let path = self.paths.record();
-        tokio::task::spawn_blocking(move || files::replace(&path, &text, 0o600))
-            .await
-            .map_err(|e| BackendError::internal("the record writer panicked", e))?
-            .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))
+        tokio::task::spawn_blocking(move || {
+            files::replace(&path, &text, 0o600).map_err(PgError::file("write", &path))
+        })
+        .await
+        .map_err(PgError::Task)?
     }
 }
 
@@ -415,7 +446,7 @@ impl Backend for LocalBackend {
         };
         if let Err(e) = written {
             inner.free_port(port);
-            let _ = std::fs::remove_dir_all(&paths.dir);
+            let _ = tokio::fs::remove_dir_all(&paths.dir).await;
             return Err(BackendError::unavailable_by(
                 "cannot record the database",
                 e,
@@ -472,7 +503,9 @@ impl Backend for LocalBackend {
             next.spec = spec;
             next.revision += 1;
             next.updated_at = Utc::now();
-            e.persist(&next).await?;
+            e.persist(&next)
+                .await
+                .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))?;
             *r = next;
             if operation.is_some() {
                 e.observe(&self.inner, &r, |o| o.operation = operation);
@@ -492,7 +525,9 @@ impl Backend for LocalBackend {
             let mut next = r.clone();
             next.deleting = true;
             next.updated_at = Utc::now();
-            e.persist(&next).await?;
+            e.persist(&next)
+                .await
+                .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))?;
             *r = next;
             e.observe(&self.inner, &r, |_| {});
             e.wake.notify_one();
@@ -519,17 +554,33 @@ impl Backend for LocalBackend {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        let root = self.inner.root.clone();
-        match tokio::task::spawn_blocking(move || std::fs::metadata(&root)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("data directory unusable: {e}")),
-            Err(e) => Err(e.to_string()),
+        match tokio::fs::metadata(&self.inner.root).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("data directory unusable: {e}")),
         }
     }
 
     fn shutdown(&self) {
         LocalBackend::shutdown(self);
     }
+}
+
+/// Locks the data directory (see [`lock_data_dir`]) and makes the
+/// directories the backend needs. Blocking: run at start-up, off the
+/// runtime's threads.
+fn prepare_data_dir(data_dir: &Path, root: &Path) -> Result<std::fs::File, PgError> {
+    let lock = lock_data_dir(data_dir)?;
+    for dir in [data_dir, root] {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            PgError::setting(
+                "PGPLANE_DATA_DIR",
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })?;
+        // The PostgreSQL account must pass through, but not list.
+        set_mode(dir, 0o711)?;
+    }
+    Ok(lock)
 }
 
 /// Takes an exclusive lock on `<data_dir>/pgplane.lock` for as long as the
@@ -569,17 +620,30 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, PgError> {
 }
 
 /// The directory [`Postgres::check_parameters`] points `postgres -C` at.
-fn make_probe(pg: &Postgres, probe: &Path) -> Result<(), PgError> {
-    std::fs::create_dir_all(probe)?;
-    set_mode(probe, 0o700)?;
+async fn make_probe(pg: &Postgres, probe: &Path) -> Result<(), PgError> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::create_dir_all(probe)
+        .await
+        .map_err(PgError::file("create", probe))?;
+    tokio::fs::set_permissions(probe, std::fs::Permissions::from_mode(0o700))
+        .await
+        .map_err(PgError::file("set the permissions of", probe))?;
     let conf = probe.join("postgresql.conf");
-    files::replace(
-        &conf,
-        b"# Empty: pgplane checks parameters against PostgreSQL's defaults here.\n",
-        0o600,
-    )?;
-    pg.give(probe)?;
-    pg.give(&conf)
+    let written = {
+        let conf = conf.clone();
+        tokio::task::spawn_blocking(move || {
+            files::replace(
+                &conf,
+                b"# Empty: pgplane checks parameters against PostgreSQL's defaults here.\n",
+                0o600,
+            )
+        })
+        .await
+        .map_err(PgError::Task)?
+    };
+    written.map_err(PgError::file("write", &conf))?;
+    pg.give(probe).await?;
+    pg.give(&conf).await
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), PgError> {
@@ -593,7 +657,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), PgError> {
 }
 
 /// Writes a new database's directory: secrets first, then the record, whose
-/// appearance is the moment the database exists.
+/// appearance is the moment the database exists. Blocking.
 fn write_new(paths: &Paths, record: &DatabaseRecord, secrets: &Secrets) -> std::io::Result<()> {
     std::fs::create_dir(&paths.dir)?;
     use std::os::unix::fs::PermissionsExt;
@@ -609,12 +673,16 @@ fn write_new(paths: &Paths, record: &DatabaseRecord, secrets: &Secrets) -> std::
     )
 }
 
-/// Every database recorded under `root`. A directory without a record is
-/// what a crash in the middle of a create left behind; it is removed.
-fn load_records(root: &Path) -> Result<Vec<(DatabaseRecord, Secrets)>, PgError> {
-    let mut out = Vec::new();
-    for dirent in std::fs::read_dir(root)? {
-        let dir = dirent?.path();
+/// Every database recorded under `root`, and the directories without a
+/// record: what a crash in the middle of a create left behind, for the
+/// caller to remove. Blocking: run at start-up, off the runtime's threads.
+#[allow(clippy::type_complexity)]
+fn load_records(root: &Path) -> Result<(Vec<(DatabaseRecord, Secrets)>, Vec<PathBuf>), PgError> {
+    let mut records = Vec::new();
+    let mut orphans = Vec::new();
+    let list = PgError::file("list", root);
+    for dirent in std::fs::read_dir(root).map_err(list)? {
+        let dir = dirent.map_err(PgError::file("list", root))?.path();
         if !dir.is_dir() {
             continue;
         }
@@ -622,12 +690,10 @@ fn load_records(root: &Path) -> Result<Vec<(DatabaseRecord, Secrets)>, PgError> 
         let text = match std::fs::read(&record_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(dir = %dir.display(), "removing a database directory without a record");
-                reconcile::stop_servers_under(&dir);
-                std::fs::remove_dir_all(&dir)?;
+                orphans.push(dir);
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(PgError::file("read", &record_path)(e)),
         };
         let record: DatabaseRecord = serde_json::from_slice(&text).map_err(|e| {
             PgError::setting(
@@ -636,14 +702,14 @@ fn load_records(root: &Path) -> Result<Vec<(DatabaseRecord, Secrets)>, PgError> 
             )
         })?;
         let secrets_path = dir.join("secrets.json");
-        let secrets: Secrets =
-            serde_json::from_slice(&std::fs::read(&secrets_path)?).map_err(|e| {
-                PgError::setting(
-                    "PGPLANE_DATA_DIR",
-                    format!("{} is unreadable: {e}", secrets_path.display()),
-                )
-            })?;
-        out.push((record, secrets));
+        let text = std::fs::read(&secrets_path).map_err(PgError::file("read", &secrets_path))?;
+        let secrets: Secrets = serde_json::from_slice(&text).map_err(|e| {
+            PgError::setting(
+                "PGPLANE_DATA_DIR",
+                format!("{} is unreadable: {e}", secrets_path.display()),
+            )
+        })?;
+        records.push((record, secrets));
     }
-    Ok(out)
+    Ok((records, orphans))
 }

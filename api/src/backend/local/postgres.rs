@@ -15,17 +15,63 @@ use crate::secret::Secret;
 /// Longest any one PostgreSQL program may run before it counts as failed.
 const PROGRAM_DEADLINE: Duration = Duration::from_secs(300);
 
+/// What the local backend's steps fail with. Each variant keeps its cause
+/// (`#[source]`) and names it in its one-line message as well, for the
+/// phase and the logs that show only that line.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     /// Start-up cannot go on because of what a setting names.
     #[error("{reason}")]
     Setting { var: &'static str, reason: String },
+    /// A PostgreSQL program ran and failed; `output` is what it said.
     #[error("{program} failed: {output}")]
-    Program { program: String, output: String },
-    #[error("{0}")]
-    Io(String),
-    #[error("SQL on port {port} failed: {cause}")]
-    Sql { port: u16, cause: String },
+    Program {
+        program: &'static str,
+        output: String,
+    },
+    #[error("{program} did not finish in {} s", .deadline.as_secs())]
+    Timeout {
+        program: &'static str,
+        deadline: Duration,
+    },
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot {action} {}: {source}", .path.display())]
+    File {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("SQL on port {port} failed: {}", sql_cause(.source))]
+    Sql {
+        port: u16,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("the server on port {port} did not answer in {} s", .waited.as_secs())]
+    NoAnswer { port: u16, waited: Duration },
+    #[error("a file task did not finish: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("cannot bind a loopback port: {0}")]
+    Port(#[source] std::io::Error),
+    #[error("no free loopback port found")]
+    NoFreePort,
+    #[error("{} holds no usable data directory", .pgdata.display())]
+    NoUsableData { pgdata: PathBuf },
+    #[error("the primary is lost and no standby is running to take over")]
+    NoStandbyToPromote,
+    #[error("standbys {standbys:?} did not start streaming in {} s", .waited.as_secs())]
+    NotStreaming {
+        standbys: Vec<String>,
+        waited: Duration,
+    },
+    #[error("pid {pid} still runs {} s after SIGQUIT", .waited.as_secs())]
+    StillRunning { pid: i32, waited: Duration },
 }
 
 impl PgError {
@@ -35,11 +81,28 @@ impl PgError {
             reason: reason.into(),
         }
     }
+
+    /// For `map_err`: a failed file operation on `path`.
+    pub fn file(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PgError {
+        let path = path.to_path_buf();
+        move |source| PgError::File {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// For `map_err`: a failed statement on the server at `port`.
+    pub fn sql(port: u16) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+        move |source| PgError::Sql { port, source }
+    }
 }
 
-impl From<std::io::Error> for PgError {
-    fn from(e: std::io::Error) -> Self {
-        PgError::Io(e.to_string())
+/// The server's own message when it sent one, else the client's.
+fn sql_cause(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
     }
 }
 
@@ -72,7 +135,7 @@ impl Postgres {
             })?,
         };
         for program in ["initdb", "pg_ctl", "postgres", "pg_basebackup"] {
-            if !bindir.join(program).is_file() {
+            if !is_file(&bindir.join(program)).await {
                 return Err(PgError::setting(
                     "PGPLANE_PG_BINDIR",
                     format!("{} has no {program}", bindir.display()),
@@ -92,7 +155,11 @@ impl Postgres {
                 )
             })?;
         let run_as = if nix::unistd::geteuid().is_root() {
-            let user = nix::unistd::User::from_name(pg_user)
+            // Reads the account databases (/etc/passwd, NSS): blocking.
+            let name = pg_user.to_owned();
+            let user = tokio::task::spawn_blocking(move || nix::unistd::User::from_name(&name))
+                .await
+                .map_err(PgError::Task)?
                 .map_err(|e| PgError::setting("PGPLANE_PG_USER", format!("cannot look up account {pg_user}: {e}")))?
                 .ok_or_else(|| {
                     PgError::setting("PGPLANE_PG_USER", format!(
@@ -137,35 +204,51 @@ impl Postgres {
         cmd
     }
 
-    /// Hands a path pgplane created to the PostgreSQL account.
-    pub fn give(&self, path: &Path) -> Result<(), PgError> {
+    /// Hands a path pgplane created to the PostgreSQL account. Blocking:
+    /// for start-up and `spawn_blocking`; async code calls [`Postgres::give`].
+    pub fn give_now(&self, path: &Path) -> Result<(), PgError> {
         if let Some(RunAs { uid, gid }) = self.run_as {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(PgError::file("change the owner of", path))?;
         }
         Ok(())
     }
 
-    /// Checks that the PostgreSQL account can reach `dir`.
-    pub async fn check_reachable(&self, dir: &Path) -> Result<(), PgError> {
+    /// [`Postgres::give_now`] off the runtime's threads.
+    pub async fn give(&self, path: &Path) -> Result<(), PgError> {
         if self.run_as.is_none() {
             return Ok(());
         }
-        let mut cmd = Command::new("/bin/sh");
-        cmd.args(["-c", "cd \"$1\"", "sh"])
+        let (pg, path) = (self.clone(), path.to_path_buf());
+        tokio::task::spawn_blocking(move || pg.give_now(&path))
+            .await
+            .map_err(PgError::Task)?
+    }
+
+    /// Checks that the PostgreSQL account can reach `dir`.
+    pub async fn check_reachable(&self, dir: &Path) -> Result<(), PgError> {
+        let Some(RunAs { uid, gid }) = self.run_as else {
+            return Ok(());
+        };
+        let out = Command::new("/bin/sh")
+            .args(["-c", "cd \"$1\"", "sh"])
             .arg(dir)
             .env_clear()
-            .stdin(Stdio::null());
-        if let Some(RunAs { uid, gid }) = self.run_as {
-            cmd.uid(uid).gid(gid);
-        }
-        let out = cmd.output().await?;
+            .stdin(Stdio::null())
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .await
+            .map_err(|source| PgError::Spawn {
+                program: "/bin/sh",
+                source,
+            })?;
         if out.status.success() {
             Ok(())
         } else {
             Err(PgError::setting("PGPLANE_DATA_DIR", format!(
-                "{} is not reachable by the PostgreSQL account (uid {}): every parent directory needs o+x; choose a data directory outside /root",
+                "{} is not reachable by the PostgreSQL account (uid {uid}): every parent directory needs o+x; choose a data directory outside /root",
                 dir.display(),
-                self.run_as.map_or(0, |r| r.uid)
             )))
         }
     }
@@ -189,6 +272,7 @@ impl Postgres {
         run(cmd, "initdb").await
     }
 
+    /// Starts a server and waits until it accepts connections.
     pub async fn start(&self, pgdata: &Path, log: &Path) -> Result<(), PgError> {
         let mut cmd = self.command("pg_ctl", parent(pgdata));
         cmd.arg("start")
@@ -236,6 +320,8 @@ impl Postgres {
         run(cmd, "pg_ctl promote").await
     }
 
+    /// Signals the server to read its configuration files again; returns
+    /// before it has.
     pub async fn reload(&self, pgdata: &Path) -> Result<(), PgError> {
         let mut cmd = self.command("pg_ctl", parent(pgdata));
         cmd.arg("reload").arg("-D").arg(pgdata).arg("-s");
@@ -303,7 +389,10 @@ impl Postgres {
         for (name, value) in params {
             cmd.arg("-c").arg(format!("{name}={value}"));
         }
-        let out = cmd.output().await?;
+        let out = cmd.output().await.map_err(|source| PgError::Spawn {
+            program: "postgres -C",
+            source,
+        })?;
         if out.status.success() {
             return Ok(None);
         }
@@ -332,14 +421,20 @@ fn parent(p: &Path) -> &Path {
     p.parent().unwrap_or(Path::new("/"))
 }
 
+async fn is_file(path: &Path) -> bool {
+    tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file())
+}
+
 async fn find_bindir() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         let initdb = dir.join("initdb");
-        if initdb.is_file() {
-            if let Ok(real) = std::fs::canonicalize(&initdb) {
+        if is_file(&initdb).await {
+            if let Ok(real) = tokio::fs::canonicalize(&initdb).await {
                 let bindir = real.parent()?.to_path_buf();
-                if bindir.join("pg_ctl").is_file() && bindir.join("pg_basebackup").is_file() {
+                if is_file(&bindir.join("pg_ctl")).await
+                    && is_file(&bindir.join("pg_basebackup")).await
+                {
                     return Some(bindir);
                 }
             }
@@ -351,11 +446,18 @@ async fn find_bindir() -> Option<PathBuf> {
         .await
         .ok()?;
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    (out.status.success() && dir.join("initdb").is_file()).then_some(dir)
+    (out.status.success() && is_file(&dir.join("initdb")).await).then_some(dir)
 }
 
 async fn output(cmd: &mut Command) -> Result<String, PgError> {
-    let out = cmd.stdin(Stdio::null()).output().await?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| PgError::Spawn {
+            program: "pg_ctl --version",
+            source,
+        })?;
     if !out.status.success() {
         return Err(PgError::setting(
             "PGPLANE_PG_BINDIR",
@@ -369,14 +471,15 @@ async fn output(cmd: &mut Command) -> Result<String, PgError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-async fn run(mut cmd: Command, program: &str) -> Result<(), PgError> {
+async fn run(mut cmd: Command, program: &'static str) -> Result<(), PgError> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let out = tokio::time::timeout(PROGRAM_DEADLINE, cmd.output())
         .await
-        .map_err(|_| PgError::Program {
-            program: program.into(),
-            output: format!("did not finish in {} s", PROGRAM_DEADLINE.as_secs()),
-        })??;
+        .map_err(|_| PgError::Timeout {
+            program,
+            deadline: PROGRAM_DEADLINE,
+        })?
+        .map_err(|source| PgError::Spawn { program, source })?;
     if out.status.success() {
         return Ok(());
     }
@@ -385,14 +488,9 @@ async fn run(mut cmd: Command, program: &str) -> Result<(), PgError> {
         text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     }
     Err(PgError::Program {
-        program: program.into(),
+        program,
         output: text.lines().take(5).collect::<Vec<_>>().join(" / "),
     })
-}
-
-/// Quotes a value for postgresql.conf.
-pub fn conf_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 #[cfg(test)]
@@ -400,8 +498,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quoting() {
-        assert_eq!(conf_quote("it's"), "'it''s'");
-        assert_eq!(conf_quote(r"a\b"), r"'a\\b'");
+    fn errors_name_their_cause_and_keep_it() {
+        use std::error::Error;
+        let e = PgError::file("read", Path::new("/x/y"))(std::io::Error::from(
+            std::io::ErrorKind::NotFound,
+        ));
+        assert_eq!(e.to_string(), "cannot read /x/y: entity not found");
+        let cause = e.source().expect("the cause is kept");
+        assert_eq!(
+            cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
     }
 }

@@ -1,0 +1,254 @@
+//! The reconciler of one local database: drives the servers on disk towards
+//! the record (primary, bootstrap, parameters, standbys, deletion), one step
+//! at a time, and reports what it sees. Every step is idempotent, so a crash
+//! or restart at any point is followed by the same steps again. This module
+//! holds the loop, the pass and the decisions of what is pending; each step
+//! lives in its own module.
+//!
+//! It is also the watcher: between passes it waits on the postmasters' exit
+//! (pidfds, so a dead instance is seen at once) and looks at replication
+//! twice a second ([`health`]). Each pass observes before it acts, so an
+//! instance that died is recorded (`degraded`, or `failing_over` for a lost
+//! primary) before it is healed.
+
+mod bootstrap;
+mod config_files;
+mod deletion;
+mod failover;
+mod health;
+mod parameters;
+mod servers;
+mod sessions;
+mod standbys;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::postgres::PgError;
+use super::record::DatabaseRecord;
+use super::{Entry, Inner};
+use crate::states::Operation;
+pub(super) use deletion::remove_database_dir;
+
+/// How often replication is looked at when nothing wakes the reconciler.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+enum Outcome {
+    Converged,
+    Deleted,
+}
+
+/// Runs until the database is deleted (or the task is aborted on shutdown).
+pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
+    loop {
+        let started = Instant::now();
+        let outcome = reconcile(&inner, &entry).await;
+        let record = entry.snapshot().await;
+        let failures = match outcome {
+            Ok(Outcome::Deleted) => {
+                inner.forget(&entry.paths.name);
+                tracing::info!(database = %entry.paths.name, "database deleted");
+                return;
+            }
+            Ok(Outcome::Converged) => {
+                entry.observe(&inner, &record, |o| {
+                    o.failures = 0;
+                    o.error = None;
+                    o.operation = None;
+                });
+                0
+            }
+            Err(e) => {
+                tracing::warn!(database = %entry.paths.name, error = %e, "reconcile step failed");
+                let mut failures = 0;
+                entry.observe(&inner, &record, |o| {
+                    o.failures += 1;
+                    o.error = Some(e.to_string());
+                    failures = o.failures;
+                });
+                failures
+            }
+        };
+        inner
+            .metrics
+            .backend_duration
+            .with_label_values(&["reconcile"])
+            .observe(started.elapsed().as_secs_f64());
+        let pause = if failures == 0 {
+            LOOK_EVERY
+        } else {
+            LOOK_EVERY * 2u32.pow(failures.min(5))
+        };
+        let mut pids = Vec::new();
+        for i in &record.instances {
+            if let Some(pid) = servers::live_postmaster(&entry.paths.pgdata(i.ordinal)).await {
+                pids.push(pid.as_raw());
+            }
+        }
+        tokio::select! {
+            _ = entry.wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = super::exits::first_exit(&pids) => {}
+        }
+    }
+}
+
+/// Marks what the reconciler is doing; the state follows.
+async fn begin(inner: &Inner, entry: &Entry, operation: Operation) {
+    let record = entry.snapshot().await;
+    entry.observe(inner, &record, |o| o.operation = Some(operation));
+}
+
+/// One pass: from what is on disk and running towards the record.
+async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, PgError> {
+    let record = entry.snapshot().await;
+    if record.deleting {
+        entry.observe(inner, &record, |_| {});
+        deletion::remove_all(inner, entry, &record).await?;
+        return Ok(Outcome::Deleted);
+    }
+    if !record.bootstrapped {
+        begin(inner, entry, Operation::Bootstrapping).await;
+        bootstrap::init_primary(inner, entry, &record).await?;
+    } else {
+        // Look before acting, so what died is recorded before it is healed;
+        // an operation the record still asks for (after a restart) goes on.
+        let ready = health::count_ready(entry, &record).await;
+        entry.observe(inner, &record, |o| {
+            o.ready = ready;
+            o.operation = o.operation.or(pending_operation(&record));
+        });
+    }
+    let record = entry.snapshot().await;
+    failover::heal_primary(inner, entry, &record).await?;
+
+    let record = entry.snapshot().await;
+    if record.applied_parameters != record.spec.parameters {
+        begin(inner, entry, Operation::ApplyingParameters).await;
+        parameters::apply(inner, entry, &record).await?;
+    }
+
+    let record = entry.snapshot().await;
+    let added = standbys::scale(inner, entry, &record).await?;
+
+    let record = entry.snapshot().await;
+    let rebuilt = standbys::heal(inner, entry, &record).await?;
+    if added || rebuilt {
+        standbys::wait_streaming(entry, &record).await?;
+    }
+    let ready = health::count_ready(entry, &record).await;
+    entry.observe(inner, &record, |o| o.ready = ready);
+    if !record.created && ready == record.spec.instances {
+        entry.update_record(|r| r.created = true).await?;
+    }
+    Ok(Outcome::Converged)
+}
+
+/// The operation a record asks for, judged from the record alone.
+fn pending_operation(record: &DatabaseRecord) -> Option<Operation> {
+    let have = record.instances.len() as u32;
+    if have < record.spec.instances {
+        Some(Operation::AddingStandbys)
+    } else if have > record.spec.instances {
+        Some(Operation::RemovingStandbys)
+    } else if record.applied_parameters != record.spec.parameters {
+        Some(Operation::ApplyingParameters)
+    } else {
+        None
+    }
+}
+
+/// A standby rebuilt during `creating` is part of the creation; later, a
+/// missing standby is being healed.
+fn operation_for_rebuild(record: &DatabaseRecord) -> Operation {
+    if record.created {
+        Operation::Healing
+    } else {
+        Operation::AddingStandbys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::record::InstanceRecord;
+    use crate::model::DatabaseSpec;
+    use std::collections::BTreeMap;
+    use Operation::*;
+
+    /// A created record of one instance, its parameters applied.
+    fn record() -> DatabaseRecord {
+        let spec = DatabaseSpec {
+            name: "cfg".into(),
+            postgres_version: 15,
+            instances: 1,
+            storage: "1Gi".into(),
+            parameters: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        };
+        let mut r = DatabaseRecord::new(spec, "alice", 5432);
+        r.bootstrapped = true;
+        r.created = true;
+        r
+    }
+
+    /// Builders, so that the tables read as what each case is.
+    trait Case {
+        fn wants(self, instances: u32) -> Self;
+        fn has(self, instances: u32) -> Self;
+        fn asks(self, name: &str, value: &str) -> Self;
+    }
+
+    impl Case for DatabaseRecord {
+        fn wants(mut self, instances: u32) -> Self {
+            self.spec.instances = instances;
+            self
+        }
+        fn has(mut self, instances: u32) -> Self {
+            self.instances = (1..=instances)
+                .map(|ordinal| InstanceRecord {
+                    ordinal,
+                    port: 5431 + ordinal as u16,
+                })
+                .collect();
+            self
+        }
+        fn asks(mut self, name: &str, value: &str) -> Self {
+            self.spec.parameters.insert(name.into(), value.into());
+            self
+        }
+    }
+
+    #[test]
+    fn pending_operations_table() {
+        let table = [
+            (record(), None),
+            (record().wants(3), Some(AddingStandbys)),
+            (
+                record().wants(3).asks("work_mem", "8MB"),
+                Some(AddingStandbys),
+            ),
+            (record().wants(2).has(3), Some(RemovingStandbys)),
+            (record().wants(2).has(2), None),
+            (record().asks("work_mem", "8MB"), Some(ApplyingParameters)),
+        ];
+        for (r, want) in table {
+            assert_eq!(
+                pending_operation(&r),
+                want,
+                "instances {}/{}, parameters {:?}",
+                r.instances.len(),
+                r.spec.instances,
+                r.spec.parameters
+            );
+        }
+    }
+
+    #[test]
+    fn a_rebuild_is_part_of_creating_until_the_database_was_created() {
+        let mut r = record();
+        assert_eq!(operation_for_rebuild(&r), Healing);
+        r.created = false;
+        assert_eq!(operation_for_rebuild(&r), AddingStandbys);
+    }
+}

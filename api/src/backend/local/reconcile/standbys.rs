@@ -1,0 +1,239 @@
+//! Standbys: copying the primary into a new one (a replication slot, then
+//! pg_basebackup), adding and removing them as the spec's instance count
+//! changes, bringing back those that stopped, and waiting until they
+//! stream from the primary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+use tokio_postgres::Client;
+
+use super::super::postgres::PgError;
+use super::super::record::{slot_name, DatabaseRecord, InstanceRecord};
+use super::super::{Entry, Inner};
+use super::config_files::{managed_conf, Upstream, MANAGED_CONF};
+use super::servers::{
+    ensure_running, exists, fresh_instance_dir, remove_dir, server_status, write_owned,
+    ServerStatus,
+};
+use super::sessions::connect_admin;
+use super::{begin, operation_for_rebuild};
+use crate::states::Operation;
+
+/// How long a new standby may take to start streaming.
+const STREAMING_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the slot of a just-stopped standby may stay held.
+const SLOT_RELEASE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Adds or removes standbys until there are as many as the spec asks for;
+/// answers whether it added any (they are then still catching up).
+pub(super) async fn scale(
+    inner: &Arc<Inner>,
+    entry: &Arc<Entry>,
+    record: &DatabaseRecord,
+) -> Result<bool, PgError> {
+    let wanted = record.spec.instances as usize - 1;
+    let standbys = record.standbys();
+    if standbys.len() < wanted {
+        begin(inner, entry, Operation::AddingStandbys).await;
+        let ports = (standbys.len()..wanted)
+            .map(|_| inner.allocate_port())
+            .collect::<Result<Vec<u16>, PgError>>()?;
+        let updated = entry
+            .update_record(|r| {
+                for &port in &ports {
+                    let ordinal = r.next_ordinal();
+                    r.instances.push(InstanceRecord { ordinal, port });
+                }
+            })
+            .await;
+        let record = match updated {
+            Ok(record) => record,
+            Err(e) => {
+                for port in ports {
+                    inner.free_port(port);
+                }
+                return Err(e);
+            }
+        };
+        let added: Vec<InstanceRecord> = record
+            .instances
+            .iter()
+            .filter(|i| ports.contains(&i.port))
+            .cloned()
+            .collect();
+        try_join_all(added.iter().map(|s| build(inner, entry, &record, s))).await?;
+        Ok(true)
+    } else {
+        if standbys.len() > wanted {
+            begin(inner, entry, Operation::RemovingStandbys).await;
+            for surplus in standbys.iter().rev().take(standbys.len() - wanted) {
+                remove(inner, entry, record, surplus).await?;
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Starts the standbys that stopped, and copies again those that cannot
+/// start or were never completed; answers whether it copied any.
+pub(super) async fn heal(
+    inner: &Arc<Inner>,
+    entry: &Arc<Entry>,
+    record: &DatabaseRecord,
+) -> Result<bool, PgError> {
+    let mut rebuilt = false;
+    for standby in record.standbys() {
+        let pgdata = entry.paths.pgdata(standby.ordinal);
+        if !exists(&entry.paths.built_marker(standby.ordinal)).await {
+            begin(inner, entry, operation_for_rebuild(record)).await;
+            build(inner, entry, record, &standby).await?;
+            rebuilt = true;
+        } else if server_status(&pgdata).await == ServerStatus::Stopped {
+            begin(inner, entry, Operation::Healing).await;
+            if let Err(e) = ensure_running(inner, entry, &standby).await {
+                // Its data is unusable: copy it again from the primary.
+                tracing::warn!(database = %entry.paths.name, instance = standby.ordinal, error = %e, "rebuilding a standby that cannot start");
+                build(inner, entry, record, &standby).await?;
+                rebuilt = true;
+            }
+        }
+    }
+    Ok(rebuilt)
+}
+
+/// Where a standby streams from: the primary, through the standby's slot.
+pub(super) fn upstream<'a>(
+    entry: &'a Entry,
+    primary: &InstanceRecord,
+    slot: &'a str,
+) -> Upstream<'a> {
+    Upstream {
+        port: primary.port,
+        slot,
+        password: &entry.secrets.replication,
+    }
+}
+
+/// Copies the primary into a new standby and starts it.
+async fn build(
+    inner: &Arc<Inner>,
+    entry: &Arc<Entry>,
+    record: &DatabaseRecord,
+    standby: &InstanceRecord,
+) -> Result<(), PgError> {
+    let paths = &entry.paths;
+    let primary = record.primary().expect("bootstrapped");
+    let dir = paths.instance_dir(standby.ordinal);
+    let pgdata = paths.pgdata(standby.ordinal);
+    fresh_instance_dir(inner, &dir, &pgdata).await?;
+    let slot = slot_name(standby.ordinal);
+    let client = connect_admin(primary.port, &entry.secrets.superuser).await?;
+    create_slot(&client, primary.port, &slot).await?;
+    inner
+        .pg
+        .base_backup(&pgdata, primary.port, &slot, &entry.secrets.replication())
+        .await?;
+    let conf = managed_conf(
+        &paths.instance_name(standby.ordinal),
+        standby.port,
+        Some(upstream(entry, primary, &slot)),
+    );
+    write_owned(inner, &pgdata.join(MANAGED_CONF), conf.as_bytes()).await?;
+    write_owned(inner, &pgdata.join("standby.signal"), b"").await?;
+    write_owned(inner, &paths.built_marker(standby.ordinal), b"").await?;
+    inner.pg.start(&pgdata, &paths.log(standby.ordinal)).await
+}
+
+/// Stops a standby, drops its slot, removes its files and its record.
+async fn remove(
+    inner: &Arc<Inner>,
+    entry: &Arc<Entry>,
+    record: &DatabaseRecord,
+    standby: &InstanceRecord,
+) -> Result<(), PgError> {
+    let pgdata = entry.paths.pgdata(standby.ordinal);
+    if server_status(&pgdata).await != ServerStatus::Stopped {
+        inner.pg.stop(&pgdata, false).await?;
+    }
+    let primary = record.primary().expect("bootstrapped");
+    let client = connect_admin(primary.port, &entry.secrets.superuser).await?;
+    let slot = slot_name(standby.ordinal);
+    let deadline = Instant::now() + SLOT_RELEASE_DEADLINE;
+    // The walsender of a just-stopped standby can hold the slot a moment longer.
+    loop {
+        let dropped = client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await;
+        match dropped {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => return Err(PgError::sql(primary.port)(e)),
+        }
+    }
+    remove_dir(&entry.paths.instance_dir(standby.ordinal)).await?;
+    entry
+        .update_record(|r| r.instances.retain(|i| i.ordinal != standby.ordinal))
+        .await?;
+    inner.free_port(standby.port);
+    Ok(())
+}
+
+/// Creates a standby's physical replication slot unless it exists.
+pub(super) async fn create_slot(client: &Client, port: u16, slot: &str) -> Result<(), PgError> {
+    client
+        .execute(
+            "SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS
+               (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&slot],
+        )
+        .await
+        .map_err(PgError::sql(port))?;
+    Ok(())
+}
+
+/// The instance names of the standbys streaming from the primary now.
+pub(super) async fn streaming_standbys(
+    entry: &Entry,
+    record: &DatabaseRecord,
+) -> Result<Vec<String>, PgError> {
+    let port = record.primary().expect("bootstrapped").port;
+    let client = connect_admin(port, &entry.secrets.superuser).await?;
+    let rows = client
+        .query(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
+            &[],
+        )
+        .await
+        .map_err(PgError::sql(port))?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+/// Waits until every standby streams from the primary.
+pub(super) async fn wait_streaming(entry: &Entry, record: &DatabaseRecord) -> Result<(), PgError> {
+    let started = Instant::now();
+    let names: Vec<String> = record
+        .standbys()
+        .iter()
+        .map(|s| entry.paths.instance_name(s.ordinal))
+        .collect();
+    loop {
+        let streaming = streaming_standbys(entry, record).await?;
+        if names.iter().all(|n| streaming.contains(n)) {
+            return Ok(());
+        }
+        if started.elapsed() > STREAMING_DEADLINE {
+            return Err(PgError::NotStreaming {
+                standbys: names,
+                waited: STREAMING_DEADLINE,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
