@@ -1,8 +1,10 @@
-//! Waiting for a postmaster to exit without polling: a pidfd becomes
-//! readable when its process ends, also for processes that are not our
-//! children (the servers outlive pgplane and are adopted on restart).
+//! Waiting for a postmaster to exit without polling, and telling whether
+//! it has: a pidfd becomes readable when its process ends, also for
+//! processes that are not our children (the servers outlive pgplane and
+//! are adopted on restart), and also while the ended process waits to be
+//! reaped by its parent, when `kill(pid, 0)` still finds it.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
@@ -20,6 +22,25 @@ pub async fn first_exit(pids: &[i32]) {
     }
     let waits = fds.iter().map(|fd| Box::pin(fd.readable()));
     let _ = futures::future::select_all(waits).await;
+}
+
+/// Whether `pid` runs: it exists and has not ended. A killed postmaster
+/// stays a zombie until its parent (init, for a daemon) reaps it, which can
+/// take seconds; it counts as ended at once.
+pub fn running(pid: i32) -> bool {
+    match pidfd(pid) {
+        Some(fd) => {
+            let mut poll = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd that lives across the call, no waiting.
+            unsafe { libc::poll(&mut poll, 1, 0) == 0 }
+        }
+        // No such process, or no pidfds on this kernel: ask kill(pid, 0).
+        None => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+    }
 }
 
 fn pidfd(pid: i32) -> Option<OwnedFd> {
@@ -50,5 +71,25 @@ mod tests {
             .expect("the exit is seen")
             .unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn an_ended_process_does_not_run_before_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(running(pid));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie, which kill(pid, 0) still finds.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while running(pid) {
+            assert!(std::time::Instant::now() < until, "the kill is seen");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+        child.wait().unwrap();
+        assert!(!running(pid));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
@@ -55,7 +55,7 @@ fn postmaster_pid(pid_file: &str) -> Option<Pid> {
 }
 
 pub(super) fn alive(pid: Pid) -> bool {
-    nix::sys::signal::kill(pid, None).is_ok()
+    super::super::exits::running(pid.as_raw())
 }
 
 pub(super) async fn exists(path: &Path) -> bool {
@@ -68,10 +68,15 @@ pub(super) async fn holds_data(pgdata: &Path) -> bool {
     exists(&pgdata.join("global/pg_control")).await
 }
 
-/// Starts a stopped instance. A postmaster killed a moment ago can leave
-/// children holding its shared memory for a few milliseconds, so a failed
-/// start is tried again before it counts; data without `global/pg_control`
-/// is beyond starting at all.
+/// How long a postmaster that ended may wait to be reaped by its parent.
+const REAP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Starts a stopped instance. PostgreSQL refuses to start while the pid
+/// in its pid file exists, which a killed postmaster's does until init
+/// reaps it, so that is waited for; its children can hold its shared
+/// memory a few milliseconds longer, so a failed start is tried again
+/// before it counts. Data without `global/pg_control` is beyond starting
+/// at all.
 pub(super) async fn ensure_running(
     inner: &Arc<Inner>,
     entry: &Arc<Entry>,
@@ -87,6 +92,7 @@ pub(super) async fn ensure_running(
         if !holds_data(&pgdata).await {
             return Err(PgError::NoUsableData { pgdata });
         }
+        wait_reaped(&pgdata).await;
         tracing::info!(database = %entry.paths.name, instance = instance.ordinal, attempt, "starting a stopped instance");
         match inner
             .pg
@@ -98,6 +104,21 @@ pub(super) async fn ensure_running(
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
         attempt += 1;
+    }
+}
+
+/// Waits, up to [`REAP_DEADLINE`], until the pid of the pid file names
+/// no process, not even one waiting to be reaped.
+async fn wait_reaped(pgdata: &Path) {
+    let Ok(text) = tokio::fs::read_to_string(pgdata.join("postmaster.pid")).await else {
+        return;
+    };
+    let Some(pid) = postmaster_pid(&text) else {
+        return;
+    };
+    let started = Instant::now();
+    while nix::sys::signal::kill(pid, None).is_ok() && started.elapsed() < REAP_DEADLINE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
