@@ -18,8 +18,10 @@ pub const HBA: &str = "# Managed by pgplane: password logins over loopback only.
 host    all          all                127.0.0.1/32    scram-sha-256\n\
 host    replication  streaming_replica  127.0.0.1/32    scram-sha-256\n";
 
-/// Small memory defaults, so a laptop runs many instances; parameters of the
-/// database override them.
+/// Small memory defaults, so a laptop runs many instances, and standbys
+/// that ask a lost primary again every second (PostgreSQL waits 5 s), as
+/// pgplane restarts one within about that; parameters of the database
+/// override them.
 pub const DEFAULTS: &str = "# Managed by pgplane: defaults a database's parameters may override.\n\
 shared_buffers = '16MB'\n\
 max_connections = 50\n\
@@ -29,7 +31,8 @@ max_wal_size = '256MB'\n\
 min_wal_size = '32MB'\n\
 max_worker_processes = 4\n\
 max_parallel_workers = 2\n\
-max_parallel_workers_per_gather = 1\n";
+max_parallel_workers_per_gather = 1\n\
+wal_retrieve_retry_interval = '1s'\n";
 
 /// Appended to the `postgresql.conf` initdb writes. Later lines win, so
 /// the database's parameters override the defaults and nothing overrides
