@@ -1,7 +1,8 @@
 //! The watcher on real PostgreSQL: every transition recorded once, dead
 //! instances seen at once and healed, a lost primary replaced by its
-//! standby with no committed row lost, and restarts of pgplane that
-//! neither lose nor repeat what was recorded.
+//! standby with no committed row lost, an instance the app cannot log in
+//! to not counted as ready, and restarts of pgplane that neither lose nor
+//! repeat what was recorded.
 
 mod support;
 
@@ -320,4 +321,62 @@ async fn servers_that_died_while_pgplane_was_down_are_started_again() {
         .await;
     assert_eq!(db["ready_instances"], 2);
     row_is_there(&editor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_the_app_cannot_log_in_to_is_not_ready() {
+    let app = TestApp::start().await;
+    let editor = app.as_user("editor").await;
+    let (status, _) = editor
+        .post("/api/v1/databases", json!({"name": "probed"}))
+        .await;
+    assert_eq!(status, 202);
+    app.wait_state(&editor, "probed", "healthy", DEADLINE).await;
+    let (_, creds) = editor.get("/api/v1/databases/probed/credentials").await;
+    let app_session = connect(creds["uri"].as_str().unwrap()).await;
+
+    // pgplane keeps one probe session, rather than a new one per look.
+    let probe_pids = || async {
+        let rows = app_session
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgplane-probe'",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>()
+    };
+    let before = probe_pids().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    app.wait_passes(3, DEADLINE).await;
+    assert_eq!(
+        probe_pids().await,
+        before,
+        "the same session, three looks later"
+    );
+
+    // New sessions of app are refused; the kept one is cut, as a restart would.
+    let cut = Utc::now();
+    app_session
+        .batch_execute("ALTER DATABASE app WITH CONNECTION LIMIT 0")
+        .await
+        .unwrap();
+    app_session
+        .batch_execute(&format!("SELECT pg_terminate_backend({})", before[0]))
+        .await
+        .unwrap();
+    let degraded = wait_event(&editor, "probed", "degraded", cut).await;
+    assert_eq!(degraded["ready_instances"], 0, "{degraded}");
+    let (_, db) = editor.get("/api/v1/databases/probed").await;
+    assert_eq!(
+        (db["state"].as_str(), db["ready_instances"].as_u64()),
+        (Some("degraded"), Some(0))
+    );
+
+    app_session
+        .batch_execute("ALTER DATABASE app WITH CONNECTION LIMIT -1")
+        .await
+        .unwrap();
+    let healthy = wait_event(&editor, "probed", "healthy", ts(&degraded)).await;
+    assert_eq!(healthy["ready_instances"], 1);
 }

@@ -223,6 +223,36 @@ impl TestApp {
         }
     }
 
+    /// Waits until the reconcilers made `n` more passes (each pass looks at
+    /// every instance of its database), as `/metrics` counts them.
+    pub async fn wait_passes(&self, n: u64, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        let start = self.reconcile_passes().await;
+        while self.reconcile_passes().await < start + n {
+            assert!(
+                Instant::now() < until,
+                "no {n} reconcile passes in {deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn reconcile_passes(&self) -> u64 {
+        let metrics = self
+            .request(Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let count = r#"pgplane_backend_operation_duration_seconds_count{operation="reconcile"} "#;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(count))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
     /// PostgreSQL servers whose data directory lies under this app's data dir.
     pub fn running_servers(&self) -> Vec<i32> {
         servers_under(&self.data_dir)

@@ -6,7 +6,7 @@
 //! lives in its own module.
 //!
 //! It is also the watcher: between passes it waits on the postmasters' exit
-//! (pidfds, so a dead instance is seen at once) and looks at replication
+//! (pidfds, so a dead instance is seen at once) and looks at every instance
 //! twice a second ([`health`]). Each pass observes before it acts, so an
 //! instance that died is recorded (`degraded`, or `failing_over` for a lost
 //! primary) before it is healed.
@@ -29,8 +29,9 @@ use super::record::DatabaseRecord;
 use super::{Entry, Inner};
 use crate::states::Operation;
 pub(super) use deletion::remove_database_dir;
+use sessions::Sessions;
 
-/// How often replication is looked at when nothing wakes the reconciler.
+/// How often the instances are looked at when nothing wakes the reconciler.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 enum Outcome {
@@ -40,9 +41,10 @@ enum Outcome {
 
 /// Runs until the database is deleted (or the task is aborted on shutdown).
 pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
+    let mut sessions = Sessions::default();
     loop {
         let started = Instant::now();
-        let outcome = reconcile(&inner, &entry).await;
+        let outcome = reconcile(&inner, &entry, &mut sessions).await;
         let record = entry.snapshot().await;
         let failures = match outcome {
             Ok(Outcome::Deleted) => {
@@ -100,7 +102,11 @@ async fn begin(inner: &Inner, entry: &Entry, operation: Operation) {
 }
 
 /// One pass: from what is on disk and running towards the record.
-async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, PgError> {
+async fn reconcile(
+    inner: &Arc<Inner>,
+    entry: &Arc<Entry>,
+    sessions: &mut Sessions,
+) -> Result<Outcome, PgError> {
     let record = entry.snapshot().await;
     if record.deleting {
         entry.observe(inner, &record, |_| {});
@@ -113,7 +119,7 @@ async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, Pg
     } else {
         // Look before acting, so what died is recorded before it is healed;
         // an operation the record still asks for (after a restart) goes on.
-        let ready = health::count_ready(entry, &record).await;
+        let ready = health::count_ready(entry, &record, sessions).await;
         entry.observe(inner, &record, |o| {
             o.ready = ready;
             o.operation = o.operation.or(pending_operation(&record));
@@ -125,7 +131,7 @@ async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, Pg
     let record = entry.snapshot().await;
     if record.applied_parameters != record.spec.parameters {
         begin(inner, entry, Operation::ApplyingParameters).await;
-        parameters::apply(inner, entry, &record).await?;
+        parameters::apply(inner, entry, sessions, &record).await?;
     }
 
     let record = entry.snapshot().await;
@@ -134,9 +140,9 @@ async fn reconcile(inner: &Arc<Inner>, entry: &Arc<Entry>) -> Result<Outcome, Pg
     let record = entry.snapshot().await;
     let rebuilt = standbys::heal(inner, entry, &record).await?;
     if added || rebuilt {
-        standbys::wait_streaming(entry, &record).await?;
+        standbys::wait_streaming(entry, &record, sessions).await?;
     }
-    let ready = health::count_ready(entry, &record).await;
+    let ready = health::count_ready(entry, &record, sessions).await;
     entry.observe(inner, &record, |o| o.ready = ready);
     if !record.created && ready == record.spec.instances {
         entry.update_record(|r| r.created = true).await?;

@@ -11,13 +11,14 @@ use super::super::record::DatabaseRecord;
 use super::super::{Entry, Inner};
 use super::config_files::{user_conf, USER_CONF};
 use super::servers::{exists, server_status, write_owned, ServerStatus};
-use super::sessions::connect_admin;
+use super::sessions::{connect_admin, Sessions};
 
 /// Writes the parameters to every instance, reloads, and restarts when a
 /// changed parameter needs it.
 pub(super) async fn apply(
     inner: &Arc<Inner>,
     entry: &Arc<Entry>,
+    sessions: &mut Sessions,
     record: &DatabaseRecord,
 ) -> Result<(), PgError> {
     let pg = &inner.pg;
@@ -52,6 +53,8 @@ pub(super) async fn apply(
             }
         }
     }
+    // What only new sessions get (preloaded libraries) is seen by new ones.
+    sessions.renew_probes();
     entry
         .update_record(|r| r.applied_parameters = record.spec.parameters.clone())
         .await?;

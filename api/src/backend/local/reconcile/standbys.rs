@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::super::postgres::PgError;
 use super::super::record::{slot_name, DatabaseRecord, InstanceRecord};
@@ -17,7 +17,7 @@ use super::servers::{
     ensure_running, exists, fresh_instance_dir, remove_dir, server_status, write_owned,
     ServerStatus,
 };
-use super::sessions::connect_admin;
+use super::sessions::{connect_admin, Sessions};
 use super::{begin, operation_for_rebuild};
 use crate::states::Operation;
 
@@ -202,21 +202,46 @@ pub(super) async fn create_slot(client: &Client, port: u16, slot: &str) -> Resul
 pub(super) async fn streaming_standbys(
     entry: &Entry,
     record: &DatabaseRecord,
+    sessions: &mut Sessions,
 ) -> Result<Vec<String>, PgError> {
     let port = record.primary().expect("bootstrapped").port;
-    let client = connect_admin(port, &entry.secrets.superuser).await?;
-    let rows = client
-        .query(
-            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
-            &[],
-        )
-        .await
-        .map_err(PgError::sql(port))?;
-    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    // A kept session cut since the last look (the primary restarted) is
+    // not an answer: the second try connects anew.
+    let mut tries = 2;
+    loop {
+        tries -= 1;
+        let client = sessions.admin(port, &entry.secrets.superuser).await?;
+        let answer = client
+            .simple_query(
+                "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
+            )
+            .await;
+        match answer {
+            Ok(messages) => {
+                return Ok(messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                        _ => None,
+                    })
+                    .collect())
+            }
+            Err(e) => {
+                sessions.drop_admin(port);
+                if tries == 0 {
+                    return Err(PgError::sql(port)(e));
+                }
+            }
+        }
+    }
 }
 
 /// Waits until every standby streams from the primary.
-pub(super) async fn wait_streaming(entry: &Entry, record: &DatabaseRecord) -> Result<(), PgError> {
+pub(super) async fn wait_streaming(
+    entry: &Entry,
+    record: &DatabaseRecord,
+    sessions: &mut Sessions,
+) -> Result<(), PgError> {
     let started = Instant::now();
     let names: Vec<String> = record
         .standbys()
@@ -224,7 +249,7 @@ pub(super) async fn wait_streaming(entry: &Entry, record: &DatabaseRecord) -> Re
         .map(|s| entry.paths.instance_name(s.ordinal))
         .collect();
     loop {
-        let streaming = streaming_standbys(entry, record).await?;
+        let streaming = streaming_standbys(entry, record, sessions).await?;
         if names.iter().all(|n| streaming.contains(n)) {
             return Ok(());
         }
