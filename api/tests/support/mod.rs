@@ -223,6 +223,12 @@ impl TestApp {
         }
     }
 
+    /// The backend behind the API, for changes the API would refuse but the
+    /// backend must survive.
+    pub fn backend(&self) -> &dyn pgplane::backend::Backend {
+        &*self.backend
+    }
+
     /// Waits until the reconcilers made `n` more passes (each pass looks at
     /// every instance of its database), as `/metrics` counts them.
     pub async fn wait_passes(&self, n: u64, deadline: Duration) {

@@ -6,6 +6,10 @@
 //! wake the database's reconciler ([`reconcile`]), which does the slow work
 //! in the background and reports what it sees. Records on disk are the
 //! truth: a new start reads them all and reconciles each database again.
+//! A database is `healthy` only when a client can use every instance (see
+//! `reconcile::health`); parameters that break it are undone, and
+//! [`LocalBackend::revision_status`] tells which revision runs and which
+//! failed.
 
 mod exits;
 mod postgres;
@@ -29,6 +33,7 @@ use crate::records::{Events, ServiceEvent};
 use crate::states::{local_state, LocalObservation, Operation};
 pub use postgres::{PgError, Postgres};
 use record::{DatabaseRecord, Paths, Secrets};
+pub use record::{FailedRevision, RevisionStatus};
 
 /// Where the servers listen; they are reachable from this host only.
 const HOST: &str = "127.0.0.1";
@@ -140,6 +145,17 @@ impl LocalBackend {
             inner.adopt(paths, record, secrets, state, "Checking instances");
         }
         Ok(LocalBackend { inner })
+    }
+
+    /// Which revision of a database's spec its servers run, and the latest
+    /// that failed and was undone, with why: for a revision history.
+    pub async fn revision_status(&self, name: &str) -> Result<RevisionStatus, BackendError> {
+        let e = self
+            .inner
+            .entry(name)
+            .ok_or_else(|| BackendError::NotFound(name.into()))?;
+        let status = e.record.lock().await.revision_status();
+        Ok(status)
     }
 
     /// The PostgreSQL major version of the binaries in use.
@@ -314,6 +330,10 @@ impl Entry {
             });
             o.phase = match (&o.error, state) {
                 (Some(e), State::Failed) => format!("{phase}: {e}"),
+                // Healthy, on the configuration of an earlier revision.
+                (_, State::Healthy) => record
+                    .not_applied_phase()
+                    .unwrap_or_else(|| phase.to_owned()),
                 _ => phase.to_owned(),
             };
             let from = std::mem::replace(&mut o.state, state);

@@ -40,6 +40,10 @@ pub enum PgError {
         #[source]
         source: std::io::Error,
     },
+    /// A server did not start; `reason` is PostgreSQL's own line from its
+    /// log (`FATAL: ...`), or what pg_ctl said when the log has none.
+    #[error("the server of {} did not start: {reason}", .pgdata.display())]
+    NoStart { pgdata: PathBuf, reason: String },
     #[error("cannot {action} {}: {source}", .path.display())]
     File {
         action: &'static str,
@@ -55,6 +59,8 @@ pub enum PgError {
     },
     #[error("the server on port {port} did not answer in {} s", .waited.as_secs())]
     NoAnswer { port: u16, waited: Duration },
+    #[error("the server on port {port} did not read its configuration again in {} s", .waited.as_secs())]
+    NotReloaded { port: u16, waited: Duration },
     #[error("a file task did not finish: {0}")]
     Task(#[source] tokio::task::JoinError),
     #[error("cannot bind a loopback port: {0}")]
@@ -72,6 +78,10 @@ pub enum PgError {
     },
     #[error("pid {pid} still runs {} s after SIGQUIT", .waited.as_secs())]
     StillRunning { pid: i32, waited: Duration },
+    /// Neither the parameters asked for nor the last configuration that
+    /// worked let the servers run: the cause lies elsewhere.
+    #[error("the servers do not run on the last configuration that worked either: {reason}")]
+    Unworkable { reason: String },
 }
 
 impl PgError {
@@ -272,7 +282,8 @@ impl Postgres {
         run(cmd, "initdb").await
     }
 
-    /// Starts a server and waits until it accepts connections.
+    /// Starts a server and waits until it accepts connections. When it
+    /// does not start, the error carries PostgreSQL's own reason from `log`.
     pub async fn start(&self, pgdata: &Path, log: &Path) -> Result<(), PgError> {
         let mut cmd = self.command("pg_ctl", parent(pgdata));
         cmd.arg("start")
@@ -281,7 +292,7 @@ impl Postgres {
             .arg("-l")
             .arg(log)
             .args(["-w", "-t", "120", "-s"]);
-        run(cmd, "pg_ctl start").await
+        run_logged(cmd, "pg_ctl start", pgdata, log).await
     }
 
     /// Stops a server; `fast` disconnects clients and checkpoints,
@@ -299,6 +310,8 @@ impl Postgres {
         run(cmd, "pg_ctl stop").await
     }
 
+    /// Stops and starts a server, like [`Postgres::start`] in what its
+    /// failure says.
     pub async fn restart(&self, pgdata: &Path, log: &Path) -> Result<(), PgError> {
         let mut cmd = self.command("pg_ctl", parent(pgdata));
         cmd.arg("restart")
@@ -307,7 +320,7 @@ impl Postgres {
             .arg("-l")
             .arg(log)
             .args(["-m", "fast", "-w", "-t", "120", "-s"]);
-        run(cmd, "pg_ctl restart").await
+        run_logged(cmd, "pg_ctl restart", pgdata, log).await
     }
 
     /// Ends recovery: the standby becomes a primary.
@@ -493,9 +506,78 @@ async fn run(mut cmd: Command, program: &'static str) -> Result<(), PgError> {
     })
 }
 
+/// [`run`] for a program that starts a server writing to `log`: a failure
+/// says why in the server's words, from what the log gained meanwhile.
+async fn run_logged(
+    cmd: Command,
+    program: &'static str,
+    pgdata: &Path,
+    log: &Path,
+) -> Result<(), PgError> {
+    let before = tokio::fs::metadata(log).await.map_or(0, |m| m.len());
+    match run(cmd, program).await {
+        Err(PgError::Program { output, .. }) => {
+            let written = read_from(log, before).await.unwrap_or_default();
+            Err(PgError::NoStart {
+                pgdata: pgdata.to_path_buf(),
+                reason: last_fatal(&written).unwrap_or(output),
+            })
+        }
+        other => other,
+    }
+}
+
+/// At most the first 64 KiB of `path` from byte `offset`.
+async fn read_from(path: &Path, offset: u64) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut bytes = Vec::new();
+    file.take(64 * 1024).read_to_end(&mut bytes).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The last `FATAL:` or `PANIC:` line of what a server logged while it
+/// failed to start, without the log line prefix: its reason. (Earlier
+/// ones can be the sessions a restart cut.)
+fn last_fatal(log: &str) -> Option<String> {
+    log.lines().rev().find_map(|line| {
+        ["FATAL:", "PANIC:"].iter().find_map(|level| {
+            line.split_once(level)
+                .map(|(_, message)| format!("{level} {}", message.trim()))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reason_a_server_did_not_start_is_its_last_fatal_line() {
+        let table = [
+            (
+                "2026-12-01 23:25:08.965 UTC [20982] FATAL:  could not map anonymous shared memory: Cannot allocate memory\n\
+                 2026-12-01 23:25:08.965 UTC [20982] HINT:  This error usually means ...\n\
+                 2026-12-01 23:25:08.966 UTC [20982] LOG:  database system is shut down",
+                Some("FATAL: could not map anonymous shared memory: Cannot allocate memory"),
+            ),
+            (
+                "LOG:  received fast shutdown request\n\
+                 FATAL:  terminating connection due to administrator command\n\
+                 LOG:  database system is shut down\n\
+                 LOG:  syntax error in file \"/d/pgplane.user.conf\" line 2\n\
+                 FATAL:  configuration file \"/d/postgresql.conf\" contains errors\n",
+                Some("FATAL: configuration file \"/d/postgresql.conf\" contains errors"),
+            ),
+            ("PANIC:  could not locate a valid checkpoint record", Some("PANIC: could not locate a valid checkpoint record")),
+            ("LOG:  database system is ready to accept connections\n", None),
+            ("", None),
+        ];
+        for (log, want) in table {
+            assert_eq!(last_fatal(log).as_deref(), want, "{log}");
+        }
+    }
 
     #[test]
     fn errors_name_their_cause_and_keep_it() {

@@ -1,7 +1,8 @@
 //! What the local backend keeps on disk per database, so that nothing of a
-//! database's state lives only in memory: `database.json` (the desired spec
-//! and the instances that exist or are being made) and `secrets.json` (the
-//! generated passwords, readable by pgplane's account only).
+//! database's state lives only in memory: `database.json` (the desired spec,
+//! the instances that exist or are being made, and how far the servers
+//! follow the spec's revisions) and `secrets.json` (the generated
+//! passwords, readable by pgplane's account only).
 //!
 //! Layout under `PGPLANE_DATA_DIR/databases/<name>/`:
 //! `database.json`, `secrets.json`, and one `<name>-<n>/` per instance
@@ -41,8 +42,49 @@ pub struct DatabaseRecord {
     pub bootstrapped: bool,
     /// The database has been healthy once: `creating` is over.
     pub created: bool,
-    /// The parameters the servers were last configured with.
-    pub applied_parameters: BTreeMap<String, String>,
+    /// The latest revision whose parameters the servers ran well (started
+    /// and passed the probe with): the configuration to go back to.
+    /// `None` until the first, when pgplane's defaults are that.
+    #[serde(default)]
+    pub applied: Option<AppliedRevision>,
+    /// Parameters are being written or undone: set before the first file
+    /// changes, cleared once the servers run the files and pass the probe,
+    /// so that a crash in between is finished on the next start.
+    #[serde(default)]
+    pub configuring: bool,
+    /// The latest revision whose parameters broke the database and were
+    /// undone; it is not tried again. Cleared once a later one is applied.
+    #[serde(default)]
+    pub failed: Option<FailedRevision>,
+}
+
+/// A revision whose parameters the servers ran well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRevision {
+    pub revision: u64,
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// A revision whose parameters the servers could not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRevision {
+    pub revision: u64,
+    /// PostgreSQL's own words where it gave any (`FATAL: ...`).
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// How far a database's servers follow its spec revisions, for the
+/// revision history: the latest revision applied and the latest that
+/// failed, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevisionStatus {
+    /// The latest revision whose parameters the servers run and ran well;
+    /// `None` while the first is being applied.
+    pub applied: Option<u64>,
+    /// Set when a revision after `applied` could not be applied and was
+    /// undone.
+    pub failed: Option<FailedRevision>,
 }
 
 impl DatabaseRecord {
@@ -62,8 +104,56 @@ impl DatabaseRecord {
             primary: 1,
             bootstrapped: false,
             created: false,
-            applied_parameters: BTreeMap::new(),
+            applied: None,
+            configuring: false,
+            failed: None,
         }
+    }
+
+    /// The current revision was tried and undone.
+    pub fn current_failed(&self) -> Option<&FailedRevision> {
+        self.failed.as_ref().filter(|f| f.revision == self.revision)
+    }
+
+    /// The parameters the servers go back to when new ones break them.
+    pub fn fallback_parameters(&self) -> BTreeMap<String, String> {
+        self.applied
+            .as_ref()
+            .map(|a| a.parameters.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records that the servers run `revision`'s parameters well; a failure
+    /// of an earlier revision is history then.
+    pub fn mark_applied(&mut self, revision: u64, parameters: BTreeMap<String, String>) {
+        self.applied = Some(AppliedRevision {
+            revision,
+            parameters,
+        });
+        if self.failed.as_ref().is_some_and(|f| f.revision < revision) {
+            self.failed = None;
+        }
+    }
+
+    pub fn revision_status(&self) -> RevisionStatus {
+        RevisionStatus {
+            applied: self.applied.as_ref().map(|a| a.revision),
+            failed: self.failed.clone(),
+        }
+    }
+
+    /// The phase of a healthy database whose current revision was undone:
+    /// which revision, why, and what runs instead.
+    pub fn not_applied_phase(&self) -> Option<String> {
+        let failed = self.current_failed()?;
+        let running = match &self.applied {
+            Some(a) => format!("revision {}'s configuration", a.revision),
+            None => "pgplane's default configuration".to_owned(),
+        };
+        Some(format!(
+            "revision {} was not applied: {}; running {running}",
+            failed.revision, failed.reason
+        ))
     }
 
     pub fn primary(&self) -> Option<&InstanceRecord> {
@@ -163,4 +253,99 @@ impl Paths {
 /// The replication slot of a standby on its primary.
 pub fn slot_name(ordinal: u32) -> String {
     format!("pgplane_instance_{ordinal}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(revision: u64) -> DatabaseRecord {
+        let spec = DatabaseSpec {
+            name: "cfg".into(),
+            postgres_version: 15,
+            instances: 1,
+            storage: "1Gi".into(),
+            parameters: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        };
+        let mut r = DatabaseRecord::new(spec, "alice", 5432);
+        r.revision = revision;
+        r
+    }
+
+    fn failed(revision: u64) -> FailedRevision {
+        FailedRevision {
+            revision,
+            reason: "FATAL: could not access file \"x\": No such file or directory".into(),
+            at: Utc::now(),
+        }
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_phase_names_the_undone_revision_while_it_is_current() {
+        let mut r = record(5);
+        assert_eq!(r.not_applied_phase(), None);
+        r.failed = Some(failed(5));
+        assert_eq!(
+            r.not_applied_phase().as_deref(),
+            Some("revision 5 was not applied: FATAL: could not access file \"x\": No such file or directory; running pgplane's default configuration")
+        );
+        r.mark_applied(4, params(&[("work_mem", "8MB")]));
+        assert_eq!(
+            r.not_applied_phase().as_deref(),
+            Some("revision 5 was not applied: FATAL: could not access file \"x\": No such file or directory; running revision 4's configuration")
+        );
+        assert_eq!(r.fallback_parameters(), params(&[("work_mem", "8MB")]));
+        // A newer revision is tried afresh: the old failure is no longer the phase.
+        r.revision = 6;
+        assert_eq!(r.not_applied_phase(), None);
+        assert_eq!(r.current_failed(), None);
+    }
+
+    #[test]
+    fn a_later_applied_revision_clears_an_earlier_failure() {
+        let table = [
+            // (failed, applied now, failure kept)
+            (5, 4, true),
+            (5, 5, true),
+            (5, 6, false),
+        ];
+        for (failed_revision, applied, kept) in table {
+            let mut r = record(6);
+            r.failed = Some(failed(failed_revision));
+            r.mark_applied(applied, BTreeMap::new());
+            assert_eq!(
+                r.failed.is_some(),
+                kept,
+                "failed {failed_revision}, applied {applied}"
+            );
+            assert_eq!(r.revision_status().applied, Some(applied));
+        }
+    }
+
+    #[test]
+    fn records_written_before_revision_status_still_load() {
+        let mut old = serde_json::to_value(record(3)).expect("serializes");
+        let fields = old.as_object_mut().expect("an object");
+        for new in ["applied", "configuring", "failed"] {
+            fields.remove(new);
+        }
+        fields.insert("applied_parameters".into(), serde_json::json!({}));
+        let r: DatabaseRecord = serde_json::from_value(old).expect("loads");
+        assert_eq!(
+            r.revision_status(),
+            RevisionStatus {
+                applied: None,
+                failed: None
+            }
+        );
+        assert!(!r.configuring);
+    }
 }

@@ -1,7 +1,11 @@
 //! Making a database's primary from nothing: initdb, pgplane's
 //! configuration files, the first start, then the roles and the `app`
-//! database.
+//! database. The primary starts on pgplane's defaults alone; the
+//! database's parameters are applied next like any later change (see
+//! [`super::parameters`]), so parameters it cannot run with are undone
+//! there instead of leaving a primary that never starts.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::super::postgres::{PgError, REPLICATION_USER};
@@ -37,7 +41,7 @@ pub(super) async fn init_primary(
     let files = [
         (HBA_CONF, HBA.to_owned()),
         (DEFAULTS_CONF, DEFAULTS.to_owned()),
-        (USER_CONF, user_conf(&record.spec.parameters)),
+        (USER_CONF, user_conf(&BTreeMap::new())),
         (MANAGED_CONF, managed_conf(&name, primary.port, None)),
     ];
     for (file, text) in files {
@@ -71,12 +75,7 @@ pub(super) async fn init_primary(
             .await
             .map_err(PgError::sql(primary.port))?;
     }
-    entry
-        .update_record(|r| {
-            r.bootstrapped = true;
-            r.applied_parameters = record.spec.parameters.clone();
-        })
-        .await?;
+    entry.update_record(|r| r.bootstrapped = true).await?;
     Ok(())
 }
 

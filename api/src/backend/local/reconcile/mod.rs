@@ -21,6 +21,7 @@ mod servers;
 mod sessions;
 mod standbys;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,28 +119,30 @@ async fn reconcile(
         bootstrap::init_primary(inner, entry, &record).await?;
     } else {
         // Look before acting, so what died is recorded before it is healed;
-        // an operation the record still asks for (after a restart) goes on.
+        // an operation the record or the files still ask for (after a
+        // restart) goes on.
         let ready = health::count_ready(entry, &record, sessions).await;
+        let wanted = wanted_parameters(&record);
+        let files_current = parameters::files_hold(entry, &record, &wanted.parameters).await;
         entry.observe(inner, &record, |o| {
             o.ready = ready;
-            o.operation = o.operation.or(pending_operation(&record));
+            o.operation = o.operation.or(pending_operation(&record, files_current));
         });
     }
+    // Parameters first: a primary that stopped because of new ones is
+    // given the last that worked, rather than healed or replaced.
     let record = entry.snapshot().await;
-    failover::heal_primary(inner, entry, &record).await?;
+    let configured = parameters::step(inner, entry, sessions, &record).await?;
 
     let record = entry.snapshot().await;
-    if record.applied_parameters != record.spec.parameters {
-        begin(inner, entry, Operation::ApplyingParameters).await;
-        parameters::apply(inner, entry, sessions, &record).await?;
-    }
+    failover::heal_primary(inner, entry, &record).await?;
 
     let record = entry.snapshot().await;
     let added = standbys::scale(inner, entry, &record).await?;
 
     let record = entry.snapshot().await;
     let rebuilt = standbys::heal(inner, entry, &record).await?;
-    if added || rebuilt {
+    if (added || rebuilt || configured) && !record.standbys().is_empty() {
         standbys::wait_streaming(entry, &record, sessions).await?;
     }
     let ready = health::count_ready(entry, &record, sessions).await;
@@ -150,14 +153,39 @@ async fn reconcile(
     Ok(Outcome::Converged)
 }
 
-/// The operation a record asks for, judged from the record alone.
-fn pending_operation(record: &DatabaseRecord) -> Option<Operation> {
+/// The parameters the servers should run.
+#[derive(Debug, PartialEq, Eq)]
+struct Wanted {
+    parameters: BTreeMap<String, String>,
+    /// The current revision's were tried and undone: these are the last
+    /// that worked.
+    fallback: bool,
+}
+
+/// The spec's parameters, unless the current revision was tried and
+/// undone; then the last that worked, so it is not tried again.
+fn wanted_parameters(record: &DatabaseRecord) -> Wanted {
+    match record.current_failed() {
+        None => Wanted {
+            parameters: record.spec.parameters.clone(),
+            fallback: false,
+        },
+        Some(_) => Wanted {
+            parameters: record.fallback_parameters(),
+            fallback: true,
+        },
+    }
+}
+
+/// The operation a record asks for, judged from the record and whether
+/// every instance's configuration file holds the wanted parameters.
+fn pending_operation(record: &DatabaseRecord, files_current: bool) -> Option<Operation> {
     let have = record.instances.len() as u32;
     if have < record.spec.instances {
         Some(Operation::AddingStandbys)
     } else if have > record.spec.instances {
         Some(Operation::RemovingStandbys)
-    } else if record.applied_parameters != record.spec.parameters {
+    } else if !files_current || record.configuring {
         Some(Operation::ApplyingParameters)
     } else {
         None
@@ -177,24 +205,34 @@ fn operation_for_rebuild(record: &DatabaseRecord) -> Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::local::record::InstanceRecord;
+    use crate::backend::local::record::{AppliedRevision, FailedRevision, InstanceRecord};
     use crate::model::DatabaseSpec;
-    use std::collections::BTreeMap;
     use Operation::*;
 
-    /// A created record of one instance, its parameters applied.
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A record at revision 1 with one instance, its parameters applied.
     fn record() -> DatabaseRecord {
         let spec = DatabaseSpec {
             name: "cfg".into(),
             postgres_version: 15,
             instances: 1,
             storage: "1Gi".into(),
-            parameters: BTreeMap::new(),
+            parameters: params(&[("work_mem", "8MB")]),
             labels: BTreeMap::new(),
         };
         let mut r = DatabaseRecord::new(spec, "alice", 5432);
         r.bootstrapped = true;
         r.created = true;
+        r.applied = Some(AppliedRevision {
+            revision: 1,
+            parameters: params(&[("work_mem", "8MB")]),
+        });
         r
     }
 
@@ -202,7 +240,9 @@ mod tests {
     trait Case {
         fn wants(self, instances: u32) -> Self;
         fn has(self, instances: u32) -> Self;
-        fn asks(self, name: &str, value: &str) -> Self;
+        fn asks(self, revision: u64, pairs: &[(&str, &str)]) -> Self;
+        fn failed_at(self, revision: u64) -> Self;
+        fn configuring(self) -> Self;
     }
 
     impl Case for DatabaseRecord {
@@ -219,8 +259,21 @@ mod tests {
                 .collect();
             self
         }
-        fn asks(mut self, name: &str, value: &str) -> Self {
-            self.spec.parameters.insert(name.into(), value.into());
+        fn asks(mut self, revision: u64, pairs: &[(&str, &str)]) -> Self {
+            self.revision = revision;
+            self.spec.parameters = params(pairs);
+            self
+        }
+        fn failed_at(mut self, revision: u64) -> Self {
+            self.failed = Some(FailedRevision {
+                revision,
+                reason: "FATAL: could not map anonymous shared memory".into(),
+                at: chrono::Utc::now(),
+            });
+            self
+        }
+        fn configuring(mut self) -> Self {
+            self.configuring = true;
             self
         }
     }
@@ -228,24 +281,77 @@ mod tests {
     #[test]
     fn pending_operations_table() {
         let table = [
-            (record(), None),
-            (record().wants(3), Some(AddingStandbys)),
+            // (record, files hold the wanted parameters, pending)
+            (record(), true, None),
+            (record().wants(3), true, Some(AddingStandbys)),
+            (record().wants(3), false, Some(AddingStandbys)),
+            (record().wants(2).has(3), true, Some(RemovingStandbys)),
+            (record().wants(2).has(2), true, None),
+            (record(), false, Some(ApplyingParameters)),
+            (record().configuring(), true, Some(ApplyingParameters)),
             (
-                record().wants(3).asks("work_mem", "8MB"),
-                Some(AddingStandbys),
+                record().wants(2).has(2).configuring(),
+                true,
+                Some(ApplyingParameters),
             ),
-            (record().wants(2).has(3), Some(RemovingStandbys)),
-            (record().wants(2).has(2), None),
-            (record().asks("work_mem", "8MB"), Some(ApplyingParameters)),
         ];
-        for (r, want) in table {
+        for (r, files_current, want) in table {
             assert_eq!(
-                pending_operation(&r),
+                pending_operation(&r, files_current),
                 want,
-                "instances {}/{}, parameters {:?}",
+                "instances {}/{}, files current {files_current}, configuring {}",
                 r.instances.len(),
                 r.spec.instances,
-                r.spec.parameters
+                r.configuring
+            );
+        }
+    }
+
+    #[test]
+    fn wanted_parameters_table() {
+        let applied = params(&[("work_mem", "8MB")]);
+        let asked = params(&[("shared_buffers", "1TB")]);
+        let table = [
+            // (record, wanted parameters, fallback)
+            (record(), applied.clone(), false),
+            (
+                record().asks(2, &[("shared_buffers", "1TB")]),
+                asked.clone(),
+                false,
+            ),
+            (
+                record().asks(2, &[("shared_buffers", "1TB")]).failed_at(2),
+                applied.clone(),
+                true,
+            ),
+            // A later revision is tried afresh, even with the same parameters.
+            (
+                record().asks(3, &[("shared_buffers", "1TB")]).failed_at(2),
+                asked.clone(),
+                false,
+            ),
+            // A revision that failed before anything was applied falls back
+            // to pgplane's defaults.
+            (
+                {
+                    let mut r = record().asks(1, &[("shared_buffers", "1TB")]).failed_at(1);
+                    r.applied = None;
+                    r
+                },
+                BTreeMap::new(),
+                true,
+            ),
+        ];
+        for (r, parameters, fallback) in table {
+            assert_eq!(
+                wanted_parameters(&r),
+                Wanted {
+                    parameters,
+                    fallback
+                },
+                "revision {}, failed {:?}",
+                r.revision,
+                r.failed.as_ref().map(|f| f.revision)
             );
         }
     }
