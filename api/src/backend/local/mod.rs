@@ -113,7 +113,7 @@ impl LocalBackend {
             tracing::warn!(dir = %dir.display(), "removing a database directory without a record");
             if let Err(e) = reconcile::remove_database_dir(&dir).await {
                 // Tried again on the next start; the name stays taken meanwhile.
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a database directory without a record");
+                tracing::warn!(dir = %dir.display(), error = %postgres::chain(&e), "cannot remove a database directory without a record");
             }
         }
         let inner = Arc::new(Inner {

@@ -15,9 +15,8 @@ use crate::secret::Secret;
 /// Longest any one PostgreSQL program may run before it counts as failed.
 const PROGRAM_DEADLINE: Duration = Duration::from_secs(300);
 
-/// What the local backend's steps fail with. Each variant keeps its cause
-/// (`#[source]`) and names it in its one-line message as well, for the
-/// phase and the logs that show only that line.
+/// What the local backend's steps fail with. The message says what failed;
+/// the cause is kept as its `source()`, and [`chain`] writes both.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     /// Start-up cannot go on because of what a setting names.
@@ -34,7 +33,7 @@ pub enum PgError {
         program: &'static str,
         deadline: Duration,
     },
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     Spawn {
         program: &'static str,
         #[source]
@@ -44,14 +43,14 @@ pub enum PgError {
     /// log (`FATAL: ...`), or what pg_ctl said when the log has none.
     #[error("the server of {} did not start: {reason}", .pgdata.display())]
     NoStart { pgdata: PathBuf, reason: String },
-    #[error("cannot {action} {}: {source}", .path.display())]
+    #[error("cannot {action} {}", .path.display())]
     File {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("SQL on port {port} failed: {}", sql_cause(.source))]
+    #[error("SQL on port {port} failed")]
     Sql {
         port: u16,
         #[source]
@@ -61,9 +60,9 @@ pub enum PgError {
     NoAnswer { port: u16, waited: Duration },
     #[error("the server on port {port} did not read its configuration again in {} s", .waited.as_secs())]
     NotReloaded { port: u16, waited: Duration },
-    #[error("a file task did not finish: {0}")]
+    #[error("a file task did not finish")]
     Task(#[source] tokio::task::JoinError),
-    #[error("cannot bind a loopback port: {0}")]
+    #[error("cannot bind a loopback port")]
     Port(#[source] std::io::Error),
     #[error("no free loopback port found")]
     NoFreePort,
@@ -108,12 +107,18 @@ impl PgError {
     }
 }
 
-/// The server's own message when it sent one, else the client's.
-fn sql_cause(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
+/// An error and its causes on one line, for the phase of a failed
+/// database and the log (what `http::problem::chain` does above this
+/// layer, which cannot reach it).
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    text
 }
 
 /// The account PostgreSQL runs as, when it differs from ours.
@@ -580,12 +585,13 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_their_cause_and_keep_it() {
+    fn errors_keep_their_cause() {
         use std::error::Error;
         let e = PgError::file("read", Path::new("/x/y"))(std::io::Error::from(
             std::io::ErrorKind::NotFound,
         ));
-        assert_eq!(e.to_string(), "cannot read /x/y: entity not found");
+        assert_eq!(e.to_string(), "cannot read /x/y");
+        assert_eq!(chain(&e), "cannot read /x/y: entity not found");
         let cause = e.source().expect("the cause is kept");
         assert_eq!(
             cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),

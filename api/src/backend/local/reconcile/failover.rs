@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::super::postgres::PgError;
+use super::super::postgres::{chain, PgError};
 use super::super::record::{slot_name, DatabaseRecord, InstanceRecord};
 use super::super::{Entry, Inner};
 use super::begin;
@@ -33,7 +33,7 @@ pub(super) async fn heal_primary(
         if record.standbys().is_empty() {
             return Err(e);
         }
-        tracing::warn!(database = %entry.paths.name, error = %e, "the primary cannot start; failing over");
+        tracing::warn!(database = %entry.paths.name, error = %chain(&e), "the primary cannot start; failing over");
         begin(inner, entry, Operation::FailingOver).await;
         fail_over(inner, entry, record).await?;
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
 
+use super::super::postgres::chain;
 use super::super::record::{DatabaseRecord, InstanceRecord};
 use super::super::Entry;
 use super::servers::{server_status, ServerStatus};
@@ -115,7 +116,7 @@ fn refusal(e: &tokio_postgres::Error) -> ProbeFailure {
             lasting: db.code() != &SqlState::CANNOT_CONNECT_NOW,
         },
         None => ProbeFailure {
-            reason: e.to_string(),
+            reason: chain(e),
             lasting: false,
         },
     }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::postgres::PgError;
+use super::postgres::{chain, PgError};
 use super::record::DatabaseRecord;
 use super::{Entry, Inner};
 use crate::states::Operation;
@@ -62,11 +62,11 @@ pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
                 0
             }
             Err(e) => {
-                tracing::warn!(database = %entry.paths.name, error = %e, "reconcile step failed");
+                tracing::warn!(database = %entry.paths.name, error = %chain(&e), "reconcile step failed");
                 let mut failures = 0;
                 entry.observe(&inner, &record, |o| {
                     o.failures += 1;
-                    o.error = Some(e.to_string());
+                    o.error = Some(chain(&e));
                     failures = o.failures;
                 });
                 failures

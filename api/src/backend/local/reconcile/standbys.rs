@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::try_join_all;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::super::postgres::PgError;
+use super::super::postgres::{chain, PgError};
 use super::super::record::{slot_name, DatabaseRecord, InstanceRecord};
 use super::super::{Entry, Inner};
 use super::config_files::{managed_conf, Upstream, MANAGED_CONF};
@@ -94,7 +94,7 @@ pub(super) async fn heal(
             begin(inner, entry, Operation::Healing).await;
             if let Err(e) = ensure_running(inner, entry, &standby).await {
                 // Its data is unusable: copy it again from the primary.
-                tracing::warn!(database = %entry.paths.name, instance = standby.ordinal, error = %e, "rebuilding a standby that cannot start");
+                tracing::warn!(database = %entry.paths.name, instance = standby.ordinal, error = %chain(&e), "rebuilding a standby that cannot start");
                 build(inner, entry, record, &standby).await?;
                 rebuilt = true;
             }
