@@ -5,11 +5,12 @@
 //! - [`http`]: routes, admission, extractors, the one problem+json mapping
 //! - [`app`]: what a request does
 //! - [`backend`] (local PostgreSQL, CloudNativePG), then [`auth`] and [`records`]
-//! - [`model`], [`states`], [`metrics`], [`config`], [`secret`], [`files`]: leaves
+//! - [`model`], [`states`], [`metrics`], [`config`], [`secret`], [`files`], [`chain`]: leaves
 
 pub mod app;
 pub mod auth;
 pub mod backend;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod files;

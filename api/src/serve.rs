@@ -105,9 +105,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
             )
             .await
             .map_err(|e| match e {
-                PgError::Setting { var, reason } => {
-                    StartError::Setting(SettingError { var, reason })
-                }
+                PgError::Setting(e) => StartError::Setting(e),
                 other => StartError::Backend("local", other),
             })?;
             let installed = local.postgres_major();

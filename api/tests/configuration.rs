@@ -184,6 +184,12 @@ async fn a_parameter_the_servers_cannot_start_with_is_undone_and_not_tried_again
         json!({"shared_buffers": "1TB"}),
         "the spec stays as asked"
     );
+    // The API says which change was undone, and why.
+    assert_eq!(db["undone"]["revision"], 2, "{db}");
+    assert!(
+        phase.contains(db["undone"]["reason"].as_str().unwrap()),
+        "{db}"
+    );
     let p = |a: &str, b: &str| (a.to_owned(), b.to_owned());
     let history = [
         p("creating", "healthy"),
@@ -240,6 +246,7 @@ async fn a_parameter_the_servers_cannot_start_with_is_undone_and_not_tried_again
     assert_eq!(status, 202, "{body}");
     let db = wait_healthy_at(&editor, "cfg", 3).await;
     assert_eq!(db["phase"], "Cluster in healthy state");
+    assert!(db.get("undone").is_none(), "applied since: {db}");
     assert_eq!(db["ready_instances"], 2);
     assert_eq!(setting(&uri, "shared_buffers").await, "32MB");
     let ro = db["endpoints"]["read_only"].as_str().unwrap();

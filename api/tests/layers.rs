@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Higher ranks may import lower ones (and their own rank, without cycles).
 const RANKS: &[(&str, u8)] = &[
     ("main", 7),
+    ("chain", 0),
     ("cli", 7),
     ("serve", 7),
     ("http", 6),

@@ -109,7 +109,7 @@ fn every_rendered_cluster_passes_the_upstream_schema() {
             for storage in ["1Gi", "1536Mi", "3T", "0.5Ti"] {
                 for parameters in [
                     json!({}),
-                    json!({"max_connections": 500, "huge_pages": "off", "fsync": true, "cpu_tuple_cost": 0.02}),
+                    json!({"max_connections": 500, "huge_pages": "off", "synchronous_commit": true, "cpu_tuple_cost": 0.02}),
                 ] {
                     for labels in [
                         json!({}),

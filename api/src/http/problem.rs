@@ -201,17 +201,7 @@ impl HttpError {
     }
 }
 
-/// An error and its causes on one line, for the log.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use crate::chain::chain;
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {

@@ -93,6 +93,21 @@ pub struct Database {
     pub revision: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The latest change the servers could not run, put back to the last
+    /// configuration that worked; absent once a later change is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone: Option<UndoneChange>,
+}
+
+/// A spec change that broke the database and was undone: it is not tried
+/// again until the spec changes again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UndoneChange {
+    /// The revision whose configuration was undone.
+    pub revision: u64,
+    /// Why, in PostgreSQL's own words where it gave any.
+    pub reason: String,
+    pub at: DateTime<Utc>,
 }
 
 impl Database {

@@ -74,6 +74,7 @@ impl Database {
             revision: 1,
             created_at: at,
             updated_at: at,
+            undone: None,
         }
     }
 

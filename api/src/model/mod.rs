@@ -10,7 +10,7 @@ pub mod parameters;
 pub mod role;
 pub mod spec;
 
-pub use database::{Credentials, Database, DatabaseSpec, Endpoints, State};
+pub use database::{Credentials, Database, DatabaseSpec, Endpoints, State, UndoneChange};
 pub use invalid::{FieldError, Invalid};
 pub use role::Role;
 pub use spec::{

@@ -74,6 +74,7 @@ pub const OBSERVED_FIELDS: &[&str] = &[
     "revision",
     "created_at",
     "updated_at",
+    "undone",
 ];
 
 /// The body of `POST /databases`, for the OpenAPI document. Parsing goes

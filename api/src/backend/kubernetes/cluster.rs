@@ -372,6 +372,9 @@ pub fn database_of(
         revision: revision_of(cluster),
         created_at,
         updated_at,
+        // CloudNativePG applies parameters itself and says nothing of a
+        // change it could not run beyond its phase.
+        undone: None,
     }
 }
 

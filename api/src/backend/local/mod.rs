@@ -28,7 +28,9 @@ use tokio::task::AbortHandle;
 use super::{Backend, BackendError, DeleteOutcome};
 use crate::files;
 use crate::metrics::Metrics;
-use crate::model::{Credentials, Database, DatabaseSpec, Endpoints, FieldError, Invalid, State};
+use crate::model::{
+    Credentials, Database, DatabaseSpec, Endpoints, FieldError, Invalid, State, UndoneChange,
+};
 use crate::records::{Events, ServiceEvent};
 use crate::states::{local_state, LocalObservation, Operation};
 pub use postgres::{PgError, Postgres};
@@ -377,6 +379,11 @@ impl Entry {
             revision: r.revision,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            undone: r.failed.as_ref().map(|f| UndoneChange {
+                revision: f.revision,
+                reason: f.reason.clone(),
+                at: f.at,
+            }),
         }
     }
 

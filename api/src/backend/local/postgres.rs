@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::config::SettingError;
 use crate::secret::Secret;
 
 /// Longest any one PostgreSQL program may run before it counts as failed.
@@ -20,8 +21,8 @@ const PROGRAM_DEADLINE: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     /// Start-up cannot go on because of what a setting names.
-    #[error("{reason}")]
-    Setting { var: &'static str, reason: String },
+    #[error(transparent)]
+    Setting(#[from] SettingError),
     /// A PostgreSQL program ran and failed; `output` is what it said.
     #[error("{program} failed: {output}")]
     Program {
@@ -85,10 +86,10 @@ pub enum PgError {
 
 impl PgError {
     pub fn setting(var: &'static str, reason: impl Into<String>) -> PgError {
-        PgError::Setting {
+        PgError::Setting(SettingError {
             var,
             reason: reason.into(),
-        }
+        })
     }
 
     /// For `map_err`: a failed file operation on `path`.
@@ -107,19 +108,7 @@ impl PgError {
     }
 }
 
-/// An error and its causes on one line, for the phase of a failed
-/// database and the log (what `http::problem::chain` does above this
-/// layer, which cannot reach it).
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(super) use crate::chain::chain;
 
 /// The account PostgreSQL runs as, when it differs from ours.
 #[derive(Debug, Clone, Copy)]
