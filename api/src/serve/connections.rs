@@ -7,9 +7,12 @@
 //! only read for one request, with a short head deadline, and answered:
 //! `GET /healthz` as usual (so a liveness probe still sees a live process),
 //! anything else `503` problem+json with `Retry-After: 1`; then closed.
-//! Past those too, a connection is accepted and closed at once, so a
-//! client never hangs in the listen queue. Both bounds together stay below
-//! the file limit, with room for pgplane's own files (see `config.rs`).
+//! `/readyz` is among the rest on purpose: a replica at its bound is not
+//! ready for more, so its Service sends new clients to the others, while
+//! its liveness probe keeps it from being restarted. Past those too, a
+//! connection is accepted and closed at once, so a client never hangs in
+//! the listen queue. Both bounds together stay below the file limit, with
+//! room for pgplane's own files (see `config.rs`).
 //!
 //! Shutdown: the listener closes, idle connections close, those with a
 //! request under way finish it (answered with `Connection: close`), and
@@ -52,8 +55,9 @@ pub const LIMITS: Limits = Limits {
 /// How long a connection past the bound has for its one request head.
 const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long shutdown waits for requests under way.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(25);
+/// How long shutdown waits for requests under way: within the Deployment's
+/// 30 s grace after its 5 s preStop, with time left to flush the events.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 
 /// How often a bound reached, or a failing accept, is logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);

@@ -238,6 +238,10 @@ impl hyper::rt::Read for GatedStream {
                 dst.put_slice(&this.received[..n]);
                 this.received.drain(..n);
                 this.passed -= n;
+                if this.received.is_empty() && this.received.capacity() > READ_SIZE {
+                    // What a large head grew stays with no idle connection.
+                    this.received = Vec::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             match this.phase {
