@@ -495,3 +495,108 @@ fn sigterm_finishes_the_request_under_way_and_handlers_still_see_the_client_addr
         .expect("the login is audited");
     assert_eq!(login["source_ip"], "127.0.0.1", "{login}");
 }
+
+/// `connections::serve` over a router of our own, on a runtime of its own
+/// thread, until the returned sender is dropped.
+fn serve_router(
+    router: axum::Router,
+    settings: pgplane::config::ConnectionSettings,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            bound.send(listener.local_addr().unwrap()).unwrap();
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            pgplane::serve::connections::serve(listener, router, settings, stopped).await;
+        });
+    });
+    (address.recv().unwrap().to_string(), stop)
+}
+
+#[test]
+fn a_response_that_takes_longer_than_the_idle_timeout_is_not_cut_off() {
+    use axum::routing::get;
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        "done"
+    };
+    // A body that trickles for 2.5 s, as a stream of events would.
+    let trickle = || async {
+        let chunks = futures::stream::unfold(0, |n| async move {
+            if n == 5 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some((Ok::<_, std::io::Error>(format!("{n}\n")), n + 1))
+        });
+        axum::body::Body::from_stream(chunks)
+    };
+    let router = axum::Router::new()
+        .route("/slow", get(slow))
+        .route("/trickle", get(trickle));
+    let settings = pgplane::config::ConnectionSettings {
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        max_connections: 8,
+    };
+    let (address, _stop) = serve_router(router, settings);
+    let clients: Vec<_> = [("/slow", "done"), ("/trickle", "0\n1\n2\n3\n4\n")]
+        .into_iter()
+        .map(|(path, expected)| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(&address).unwrap();
+                stream
+                    .write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+                    .unwrap();
+                let started = Instant::now();
+                let answer = read_answer_any_framing(&mut stream);
+                assert_eq!(answer.status_line, "HTTP/1.1 200 OK", "{path}");
+                assert_eq!(String::from_utf8_lossy(&answer.body), expected, "{path}");
+                let answered = started.elapsed();
+                assert!(
+                    answered >= Duration::from_millis(2400),
+                    "{path}: {answered:?}"
+                );
+                // Then, and only then, the idle timeout runs.
+                let (closed, rest) = wait_for_close(&mut stream, Duration::from_secs(5));
+                assert!(rest.is_empty(), "{path}: {rest:?}");
+                let idle = closed - started - answered;
+                assert!(idle >= Duration::from_millis(900), "{path}: idle {idle:?}");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+}
+
+/// Reads one response whose body has a length or is chunked.
+fn read_answer_any_framing(stream: &mut TcpStream) -> Answer {
+    let mut answer = read_answer(stream);
+    if answer.header("transfer-encoding") == Some("chunked") {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            line.clear();
+            while !line.ends_with(b"\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                line.push(byte[0]);
+            }
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&line).unwrap().trim(), 16).unwrap();
+            let mut chunk = vec![0u8; size + 2];
+            stream.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                return answer;
+            }
+            answer.body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    answer
+}
