@@ -85,6 +85,17 @@ pub struct ServeArgs {
     /// Log format: json or pretty.
     #[arg(long, env = "PGPLANE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+    /// Time a client has to send a whole request head (from its first byte,
+    /// or from connecting for the first), 1s to 30s; past it: 408 and close.
+    #[arg(long, env = "PGPLANE_HEADER_TIMEOUT", default_value = "10s")]
+    pub header_timeout: String,
+    /// Time a keep-alive connection may wait for its next request, 1s to 1h.
+    #[arg(long, env = "PGPLANE_IDLE_TIMEOUT", default_value = "75s")]
+    pub idle_timeout: String,
+    /// Most client connections served at once (default: what the file limit
+    /// leaves after pgplane's own files); past it, new ones are answered 503.
+    #[arg(long, env = "PGPLANE_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +172,34 @@ pub struct Settings {
     /// Set with a loki store, or when pushing to Loki.
     pub loki: Option<LokiSettings>,
     pub log_format: LogFormat,
+    pub connections: ConnectionSettings,
 }
+
+/// How client connections are bounded in time and number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// A request head must be complete this long after its first byte (the
+    /// first request: after the connection was accepted).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections served at once; [`OVERFLOW_CONNECTIONS`] more are only
+    /// answered (503, or `/healthz`) and closed.
+    pub max_connections: u32,
+}
+
+/// Connections past `PGPLANE_MAX_CONNECTIONS` that are still read and
+/// answered (503 with `Retry-After`, or `/healthz`) rather than dropped.
+pub const OVERFLOW_CONNECTIONS: u32 = 64;
+
+/// Files pgplane keeps open beside its connections: standard streams, the
+/// runtime, journals, the data directory's lock, clients of Kubernetes or
+/// Loki, child processes' pipes.
+pub const FILE_RESERVE: u64 = 256;
+
+/// Files the local backend keeps per PostgreSQL instance: its pidfd, the
+/// connection that watches replication, the pipes of a pg_ctl it runs.
+pub const FILES_PER_INSTANCE: u64 = 8;
 
 /// A setting that stops start-up: which one, and why.
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +413,32 @@ impl Settings {
                     ),
                 )
             })?;
+        let header_timeout = parse_duration(&args.header_timeout)
+            .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(30)).contains(d))
+            .ok_or_else(|| {
+                bad(
+                    "PGPLANE_HEADER_TIMEOUT",
+                    format!("{:?} is not a duration from 1s to 30s", args.header_timeout),
+                )
+            })?;
+        let idle_timeout = parse_duration(&args.idle_timeout)
+            .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
+            .ok_or_else(|| {
+                bad(
+                    "PGPLANE_IDLE_TIMEOUT",
+                    format!("{:?} is not a duration from 1s to 1h", args.idle_timeout),
+                )
+            })?;
+        let instance_files = match backend {
+            BackendKind::Local => u64::from(max_instances) * FILES_PER_INSTANCE,
+            BackendKind::Kubernetes => 0,
+        };
+        let max_connections = connection_bound(
+            args.max_connections.as_deref(),
+            open_file_limit(),
+            FILE_RESERVE + instance_files,
+        )
+        .map_err(|r| bad("PGPLANE_MAX_CONNECTIONS", r))?;
         Ok(Settings {
             listen,
             backend,
@@ -393,7 +457,54 @@ impl Settings {
             event_store,
             loki,
             log_format,
+            connections: ConnectionSettings {
+                header_timeout,
+                idle_timeout,
+                max_connections,
+            },
         })
+    }
+}
+
+/// The soft limit on this process's open files (`RLIMIT_NOFILE`).
+fn open_file_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, Resource};
+    // getrlimit cannot fail for this resource; were it to, assume the usual default.
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _hard)| soft)
+}
+
+/// `PGPLANE_MAX_CONNECTIONS` checked against the file limit: each connection
+/// is a file, and so is each of the [`OVERFLOW_CONNECTIONS`] beyond it, and
+/// `reserved` files stay for pgplane's own use. Unset: all the limit allows.
+pub fn connection_bound(
+    requested: Option<&str>,
+    file_limit: u64,
+    reserved: u64,
+) -> Result<u32, String> {
+    let room = file_limit.saturating_sub(reserved + u64::from(OVERFLOW_CONNECTIONS));
+    let most = u32::try_from(room).unwrap_or(u32::MAX);
+    match requested {
+        None if most >= 16 => Ok(most),
+        None => Err(format!(
+            "the file limit (RLIMIT_NOFILE) of {file_limit} leaves room for {most} connections \
+             beside pgplane's own {reserved} files; raise it (ulimit -n)"
+        )),
+        Some(text) => {
+            let n = text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| format!("{text:?} is not a positive integer"))?;
+            if n > most {
+                return Err(format!(
+                    "{n} connections need {} open files with pgplane's own {reserved} and \
+                     {OVERFLOW_CONNECTIONS} answered past the bound, more than the file limit \
+                     (RLIMIT_NOFILE) of {file_limit}: at most {most}",
+                    u64::from(n) + reserved + u64::from(OVERFLOW_CONNECTIONS)
+                ));
+            }
+            Ok(n)
+        }
     }
 }
 
@@ -514,6 +625,34 @@ mod tests {
         assert_eq!(s.token_ttl, Duration::from_secs(3600));
         assert!(matches!(s.jwt_secret, JwtSecretSource::Generated));
         assert!(matches!(s.users, UsersSource::BootstrapAdmin(None)));
+        assert_eq!(s.connections.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.connections.idle_timeout, Duration::from_secs(75));
+        assert!(s.connections.max_connections >= 16);
+    }
+
+    #[test]
+    fn the_connection_bound_leaves_room_in_the_file_limit() {
+        let reserved = FILE_RESERVE + 24 * FILES_PER_INSTANCE;
+        // 20,000 files: 448 reserved, 64 answered past the bound.
+        assert_eq!(connection_bound(None, 20_000, reserved), Ok(19_488));
+        assert_eq!(connection_bound(Some("500"), 20_000, reserved), Ok(500));
+        assert_eq!(
+            connection_bound(Some("19488"), 20_000, reserved),
+            Ok(19_488)
+        );
+        let over = connection_bound(Some("19489"), 20_000, reserved).unwrap_err();
+        assert!(over.contains("at most 19488"), "{over}");
+        // A limit that leaves (almost) nothing is refused, not served at 0.
+        assert!(connection_bound(None, 512, reserved).is_err());
+        assert!(connection_bound(Some("1"), 100, reserved).is_err());
+        // An unlimited limit does not overflow.
+        assert_eq!(connection_bound(None, u64::MAX, reserved), Ok(u32::MAX),);
+        for bad in ["0", "-1", "1.5", "", "x"] {
+            assert!(
+                connection_bound(Some(bad), 20_000, reserved).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -569,6 +708,13 @@ mod tests {
                 &["--loki-url", "http://loki:3100", "--loki-timeout", "0s"],
                 "PGPLANE_LOKI_TIMEOUT",
             ),
+            (&["--header-timeout", "0s"], "PGPLANE_HEADER_TIMEOUT"),
+            (&["--header-timeout", "31s"], "PGPLANE_HEADER_TIMEOUT"),
+            (&["--header-timeout", "ten"], "PGPLANE_HEADER_TIMEOUT"),
+            (&["--idle-timeout", "0"], "PGPLANE_IDLE_TIMEOUT"),
+            (&["--idle-timeout", "2h"], "PGPLANE_IDLE_TIMEOUT"),
+            (&["--max-connections", "0"], "PGPLANE_MAX_CONNECTIONS"),
+            (&["--max-connections", "many"], "PGPLANE_MAX_CONNECTIONS"),
         ];
         for (args, var) in cases {
             let err = settings(args).expect_err(&format!("{args:?}"));

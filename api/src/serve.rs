@@ -1,7 +1,13 @@
 //! `pgplane serve`: builds the application from the settings (backend,
-//! users, tokens, metrics) and serves it until SIGINT or SIGTERM.
+//! users, tokens, metrics) and serves it until SIGINT or SIGTERM. How
+//! client connections are accepted, bounded and read is in [`connections`]
+//! (the accept loop and the bound), `stream` (each connection's deadlines)
+//! and `framing` (where each request head is, and whether it may pass).
 
-use std::net::SocketAddr;
+pub mod connections;
+mod framing;
+mod stream;
+
 use std::sync::Arc;
 
 use crate::app::App;
@@ -24,8 +30,6 @@ pub const KUBERNETES_POSTGRES_VERSIONS: &[u32] = &[14, 15, 16, 17, 18];
 pub enum StartError {
     #[error(transparent)]
     Setting(#[from] SettingError),
-    #[error("cannot serve")]
-    Serve(#[source] std::io::Error),
     #[error("the {0} backend cannot start")]
     Backend(&'static str, #[source] PgError),
 }
@@ -183,15 +187,16 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             settings.data_dir.join("admin-password.hash").display()
         );
     }
-    tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "pgplane serving");
-    let service = built
-        .router
-        .clone()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(StartError::Serve)?;
+    let limits = settings.connections;
+    tracing::info!(
+        listen = %settings.listen,
+        data_dir = %settings.data_dir.display(),
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs(),
+        idle_timeout_s = limits.idle_timeout.as_secs(),
+        "pgplane serving"
+    );
+    connections::serve(listener, built.router.clone(), limits, shutdown_signal()).await;
     built.stop().await;
     match settings.backend {
         BackendKind::Local => {

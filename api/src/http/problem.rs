@@ -32,6 +32,15 @@ pub enum HttpError {
     NoRoute,
     #[error("a handler panicked")]
     Panicked,
+    /// The connection layer's refusals, made before any route is looked at.
+    #[error("the request head was not complete within {0} s")]
+    RequestTimeout(u64),
+    #[error("the request target is longer than {0} bytes")]
+    UriTooLong(usize),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    #[error("all {0} connections are in use; try again shortly")]
+    TooManyConnections(u32),
 }
 
 impl From<Invalid> for HttpError {
@@ -123,6 +132,14 @@ impl HttpError {
             HttpError::MethodNotAllowed => Answer::new(S::METHOD_NOT_ALLOWED, "method-not-allowed"),
             HttpError::NoRoute => Answer::new(S::NOT_FOUND, "not-found"),
             HttpError::Panicked => Answer::new(S::INTERNAL_SERVER_ERROR, "internal").hidden(),
+            HttpError::RequestTimeout(_) => Answer::new(S::REQUEST_TIMEOUT, "request-timeout"),
+            HttpError::UriTooLong(_) => Answer::new(S::URI_TOO_LONG, "uri-too-long"),
+            HttpError::HeadersTooLarge(_) => {
+                Answer::new(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large")
+            }
+            HttpError::TooManyConnections(_) => {
+                Answer::new(S::SERVICE_UNAVAILABLE, "too-many-connections").retry_after(1)
+            }
             HttpError::App(e) => match e {
                 AppError::Invalid(Invalid(errors)) => {
                     Answer::new(S::UNPROCESSABLE_ENTITY, "validation").fields(errors)
@@ -206,7 +223,10 @@ pub use crate::chain::chain;
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let answer = self.answer();
-        if answer.status.is_server_error() {
+        // Shedding load past the connection bound is pgplane working as
+        // meant (the accept loop logs it, once in a while): not an error.
+        let shedding = matches!(self, HttpError::TooManyConnections(_));
+        if answer.status.is_server_error() && !shedding {
             tracing::error!(error = %chain(&self), status = answer.status.as_u16(), "request failed");
         }
         let problem = self.problem();

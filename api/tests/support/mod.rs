@@ -140,11 +140,18 @@ impl TestApp {
             .expect("pgplane builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let service = built
-            .router
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // The same connection handling as `pgplane serve` (header and idle
+        // timeouts, the connection bound, early problems).
+        let connections = settings.connections;
+        let router = built.router;
         let server = tokio::spawn(async move {
-            axum::serve(listener, service).await.unwrap();
+            pgplane::serve::connections::serve(
+                listener,
+                router,
+                connections,
+                std::future::pending(),
+            )
+            .await;
         });
         TestApp {
             base,
