@@ -100,7 +100,7 @@ pub async fn get(
 
 /// Changes instances, storage (grow only), parameters or labels, by JSON merge patch.
 #[utoipa::path(patch, path = "/api/v1/databases/{name}", tag = "databases", security(("bearer" = [])),
-    params(("name" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag the change applies to (strong comparison: a weak tag never matches)",
+    params(("name" = String, Path), ("If-Match" = Option<String>, Header, nullable = false, description = "ETag the change applies to (strong comparison: a weak tag never matches)",
         pattern = r#"^(\*|(W/)?"[^"]*"( *, *(W/)?"[^"]*")*)$"#)),
     request_body(content = DatabasePatchDoc, content_type = "application/merge-patch+json"),
     responses(
