@@ -298,7 +298,15 @@ async fn rules_that_need_existing_databases() {
     )
     .await;
     assert_eq!(status, 412, "{problem}");
-    for not_a_tag in ["1", "", "{}"] {
+    // An empty list of tags names no revision.
+    let (status, problem) = body_of(
+        patch(Some(""), r#"{"labels": {"tier": "gold"}}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 412, "{problem}");
+    for not_a_tag in ["1", "null", "{}"] {
         let (status, problem) = body_of(
             patch(Some(not_a_tag), r#"{"labels": {"tier": "gold"}}"#)
                 .await

@@ -101,7 +101,7 @@ pub async fn get(
 /// Changes instances, storage (grow only), parameters or labels, by JSON merge patch.
 #[utoipa::path(patch, path = "/api/v1/databases/{name}", tag = "databases", security(("bearer" = [])),
     params(("name" = String, Path), ("If-Match" = Option<String>, Header, nullable = false, description = "ETag the change applies to (strong comparison: a weak tag never matches)",
-        pattern = r#"^(\*|(W/)?"[^"]*"( *, *(W/)?"[^"]*")*)$"#)),
+        pattern = r#"^(\*| *((W/)?"[^"]*")? *(, *((W/)?"[^"]*")? *)*)$"#)),
     request_body(content = DatabasePatchDoc, content_type = "application/merge-patch+json"),
     responses(
         (status = 202, body = Database, headers(("ETag" = String))),
@@ -180,20 +180,23 @@ pub async fn credentials(
     Ok(Json(app.credentials(&name).await?))
 }
 
-/// Whether a header is `*` or a list of entity tags (RFC 9110 8.8.3):
-/// `"4"`, `W/"4"`, separated by commas.
+/// Whether a header is `*` or a list of entity tags (RFC 9110 13.1.1,
+/// `"*" / #entity-tag`): `"4"`, `W/"4"`, separated by commas. A list may be
+/// empty, or have empty elements; an empty list matches no revision (412).
 fn is_entity_tag_list(value: &str) -> bool {
     let value = value.trim();
     value == "*"
-        || (!value.is_empty()
-            && value.split(',').all(|tag| {
-                let tag = tag.trim();
+        || value
+            .split(',')
+            .map(str::trim)
+            .filter(|tag| !tag.is_empty())
+            .all(|tag| {
                 let opaque = tag.strip_prefix("W/").unwrap_or(tag);
                 opaque.len() >= 2
                     && opaque.starts_with('"')
                     && opaque.ends_with('"')
                     && !opaque[1..opaque.len() - 1].contains('"')
-            }))
+            })
 }
 
 #[cfg(test)]
@@ -202,12 +205,19 @@ mod tests {
 
     #[test]
     fn entity_tag_lists() {
-        for good in ["*", "\"4\"", "W/\"4\"", "\"3\", \"4\"", " \"4\" "] {
+        for good in [
+            "*",
+            "\"4\"",
+            "W/\"4\"",
+            "\"3\", \"4\"",
+            " \"4\" ",
+            "",
+            " ",
+            "\"4\",,",
+        ] {
             assert!(is_entity_tag_list(good), "{good}");
         }
-        for bad in [
-            "", " ", "4", "\"4", "\"a\"b\"", "*, \"4\"", "W/4", "\"4\",,",
-        ] {
+        for bad in ["4", "\"4", "\"a\"b\"", "*, \"4\"", "W/4", "null", "{}"] {
             assert!(!is_entity_tag_list(bad), "{bad}");
         }
     }
