@@ -116,7 +116,10 @@ fn constrain(doc: &mut Value, limits: &Limits) {
         labels["maxProperties"] = json!(spec::MAX_LABELS);
         props["storage"]["pattern"] = json!(patterns::STORAGE);
         if !patch {
-            props["postgres_version"]["enum"] = json!(limits.postgres_versions);
+            // `null`, like leaving it out, asks for the newest major.
+            let mut majors = json!(limits.postgres_versions);
+            majors.as_array_mut().expect("a list").push(Value::Null);
+            props["postgres_version"]["enum"] = majors;
         }
     }
 }
