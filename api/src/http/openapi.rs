@@ -85,8 +85,11 @@ fn constrain(doc: &mut Value, limits: &Limits) {
         "pattern": patterns::PARAMETER_NAME,
         "not": {"enum": parameters::refused().map(|(name, _)| name).collect::<Vec<_>>()},
     });
+    // A value may be a string, a number or a boolean (`on`/`off`); the
+    // string rules hold for strings only, as in JSON Schema.
     let parameter_value = json!({
-        "type": "string", "maxLength": spec::MAX_PARAMETER_VALUE_LEN, "pattern": patterns::PARAMETER_VALUE,
+        "type": ["string", "number", "boolean"],
+        "maxLength": spec::MAX_PARAMETER_VALUE_LEN, "pattern": patterns::PARAMETER_VALUE,
     });
     let reserved = spec::RESERVED_LABEL_PREFIXES
         .iter()
@@ -100,7 +103,10 @@ fn constrain(doc: &mut Value, limits: &Limits) {
     let label_value = json!({"type": "string", "maxLength": 63, "pattern": patterns::LABEL_VALUE});
     let nullable = |schema: &Value| {
         let mut s = schema.clone();
-        s["type"] = json!(["string", "null"]);
+        match s["type"].as_array_mut() {
+            Some(types) => types.push(json!("null")),
+            None => s["type"] = json!([s["type"].take(), "null"]),
+        }
         s
     };
     for (body, patch) in [("CreateDatabase", false), ("DatabasePatch", true)] {
