@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
 use support::{connect, Caller, TestApp};
 
@@ -41,7 +41,8 @@ fn record(app: &TestApp, db: &str) -> Value {
 
 /// Every transition of `db`, oldest first.
 async fn transitions(caller: &Caller<'_>, db: &str) -> Vec<(String, String)> {
-    events(caller, db)
+    caller
+        .events(db)
         .await
         .iter()
         .rev()
@@ -52,29 +53,6 @@ async fn transitions(caller: &Caller<'_>, db: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-async fn events(caller: &Caller<'_>, db: &str) -> Vec<Value> {
-    let (status, body) = caller
-        .get(&format!("/api/v1/databases/{db}/events?limit=1000"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["items"].as_array().unwrap().clone()
-}
-
-/// Waits for an event to `to` recorded at or after `after`; returns it.
-async fn wait_event(caller: &Caller<'_>, db: &str, to: &str, after: DateTime<Utc>) -> Value {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let found = events(caller, db).await.into_iter().find(|e| {
-            e["to"] == to && e["ts"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() >= after
-        });
-        if let Some(e) = found {
-            return e;
-        }
-        assert!(Instant::now() < until, "no event to {to} for {db}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Sets a database's parameters through the backend, past the API's
@@ -160,7 +138,7 @@ async fn a_parameter_the_servers_cannot_start_with_is_undone_and_not_tried_again
         (body["state"].as_str(), body["revision"].as_u64()),
         (Some("updating"), Some(2))
     );
-    let healthy = wait_event(&editor, "cfg", "healthy", patched).await;
+    let healthy = editor.wait_event("cfg", "healthy", patched, DEADLINE).await;
     assert_eq!(healthy["from"], "updating", "{healthy}");
     let phase = healthy["phase"].as_str().unwrap().to_owned();
     assert!(

@@ -36,29 +36,6 @@ fn kill_instance(app: &TestApp, db: &str, ordinal: u32) -> DateTime<Utc> {
     at
 }
 
-async fn events(caller: &Caller<'_>, db: &str) -> Vec<Value> {
-    let (status, body) = caller
-        .get(&format!("/api/v1/databases/{db}/events?limit=1000"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["items"].as_array().unwrap().clone()
-}
-
-/// Waits for an event to `to` recorded after `after`; returns it.
-async fn wait_event(caller: &Caller<'_>, db: &str, to: &str, after: DateTime<Utc>) -> Value {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let found = events(caller, db).await.into_iter().find(|e| {
-            e["to"] == to && e["ts"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() >= after
-        });
-        if let Some(e) = found {
-            return e;
-        }
-        assert!(Instant::now() < until, "no event to {to} for {db}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn ts(e: &Value) -> DateTime<Utc> {
     e["ts"].as_str().unwrap().parse().unwrap()
 }
@@ -100,7 +77,7 @@ async fn killed_standby_and_primary_are_seen_within_a_second_and_restarted() {
     let app = TestApp::start().await;
     let editor = app.as_user("editor").await;
     orders_with_a_row(&app, &editor).await;
-    let history = events(&editor, "orders").await;
+    let history = editor.events("orders").await;
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(
         (history[0]["from"].as_str(), history[0]["to"].as_str()),
@@ -112,13 +89,17 @@ async fn killed_standby_and_primary_are_seen_within_a_second_and_restarted() {
 
     for ordinal in [2, 1] {
         let killed = kill_instance(&app, "orders", ordinal);
-        let degraded = wait_event(&editor, "orders", "degraded", killed).await;
+        let degraded = editor
+            .wait_event("orders", "degraded", killed, DEADLINE)
+            .await;
         let latency = ts(&degraded) - killed;
         assert!(
             latency < chrono::Duration::seconds(1),
             "instance {ordinal}: seen after {latency}"
         );
-        let healthy = wait_event(&editor, "orders", "healthy", ts(&degraded)).await;
+        let healthy = editor
+            .wait_event("orders", "healthy", ts(&degraded), DEADLINE)
+            .await;
         assert_eq!(healthy["from"], "degraded");
         app.wait_state(&editor, "orders", "healthy", DEADLINE).await;
         row_is_there(&editor).await;
@@ -129,7 +110,8 @@ async fn killed_standby_and_primary_are_seen_within_a_second_and_restarted() {
         "a restartable primary is restarted, not replaced"
     );
     // Exactly one event per transition: creating→healthy, then two rounds of degraded→healthy.
-    let pairs: Vec<(String, String)> = events(&editor, "orders")
+    let pairs: Vec<(String, String)> = editor
+        .events("orders")
         .await
         .iter()
         .rev()
@@ -193,9 +175,13 @@ async fn a_lost_primary_fails_over_to_the_standby_without_losing_rows() {
 
     let killed = kill_instance(&app, "orders", 1);
     std::fs::remove_dir_all(pgdata(&app, "orders", 1)).unwrap();
-    let failing = wait_event(&editor, "orders", "failing_over", killed).await;
+    let failing = editor
+        .wait_event("orders", "failing_over", killed, DEADLINE)
+        .await;
     assert_eq!(failing["phase"], "Failing over");
-    let healthy = wait_event(&editor, "orders", "healthy", ts(&failing)).await;
+    let healthy = editor
+        .wait_event("orders", "healthy", ts(&failing), DEADLINE)
+        .await;
     assert_eq!(
         healthy["ready_instances"], 2,
         "the old primary is back as a standby"
@@ -240,8 +226,12 @@ async fn a_standby_with_unusable_data_is_rebuilt() {
     orders_with_a_row(&app, &editor).await;
     let killed = kill_instance(&app, "orders", 2);
     std::fs::remove_file(pgdata(&app, "orders", 2).join("global/pg_control")).unwrap();
-    let degraded = wait_event(&editor, "orders", "degraded", killed).await;
-    wait_event(&editor, "orders", "healthy", ts(&degraded)).await;
+    let degraded = editor
+        .wait_event("orders", "degraded", killed, DEADLINE)
+        .await;
+    editor
+        .wait_event("orders", "healthy", ts(&degraded), DEADLINE)
+        .await;
     let db = app.wait_state(&editor, "orders", "healthy", DEADLINE).await;
     assert_eq!(db["primary"], "orders-1");
     assert_eq!(db["ready_instances"], 2);
@@ -257,7 +247,7 @@ async fn restarts_of_pgplane_neither_repeat_nor_lose_events_and_deleted_database
         .await;
     assert_eq!(status, 202);
     app.wait_state(&editor, "kept", "healthy", DEADLINE).await;
-    let before = events(&editor, "kept").await;
+    let before = editor.events("kept").await;
     assert_eq!(before.len(), 1);
 
     let again = app.start_over().await;
@@ -267,12 +257,12 @@ async fn restarts_of_pgplane_neither_repeat_nor_lose_events_and_deleted_database
         .await;
     // Let the new reconciler look a few times.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(events(&editor2, "kept").await, before, "nothing re-emitted");
+    assert_eq!(editor2.events("kept").await, before, "nothing re-emitted");
 
     let (status, _) = editor2.delete("/api/v1/databases/kept").await;
     assert_eq!(status, 202);
     again.wait_gone(&editor2, "kept", DEADLINE).await;
-    let after = events(&editor2, "kept").await;
+    let after = editor2.events("kept").await;
     assert_eq!(after.len(), 2, "{after:?}");
     assert_eq!(after[0]["to"], "deleting", "newest first");
     // Query rules.
@@ -365,7 +355,7 @@ async fn an_instance_the_app_cannot_log_in_to_is_not_ready() {
         .batch_execute(&format!("SELECT pg_terminate_backend({})", before[0]))
         .await
         .unwrap();
-    let degraded = wait_event(&editor, "probed", "degraded", cut).await;
+    let degraded = editor.wait_event("probed", "degraded", cut, DEADLINE).await;
     assert_eq!(degraded["ready_instances"], 0, "{degraded}");
     let (_, db) = editor.get("/api/v1/databases/probed").await;
     assert_eq!(
@@ -377,6 +367,8 @@ async fn an_instance_the_app_cannot_log_in_to_is_not_ready() {
         .batch_execute("ALTER DATABASE app WITH CONNECTION LIMIT -1")
         .await
         .unwrap();
-    let healthy = wait_event(&editor, "probed", "healthy", ts(&degraded)).await;
+    let healthy = editor
+        .wait_event("probed", "healthy", ts(&degraded), DEADLINE)
+        .await;
     assert_eq!(healthy["ready_instances"], 1);
 }

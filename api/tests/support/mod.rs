@@ -324,6 +324,42 @@ pub struct Caller<'a> {
 }
 
 impl Caller<'_> {
+    /// A database's service events, newest first (up to 1,000).
+    pub async fn events(&self, db: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/api/v1/databases/{db}/events?limit=1000"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().unwrap().clone()
+    }
+
+    /// Waits for an event to `to` recorded at or after `after`; returns it.
+    pub async fn wait_event(
+        &self,
+        db: &str,
+        to: &str,
+        after: chrono::DateTime<chrono::Utc>,
+        deadline: Duration,
+    ) -> Value {
+        let until = Instant::now() + deadline;
+        loop {
+            let found = self.events(db).await.into_iter().find(|e| {
+                e["to"] == to
+                    && e["ts"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<chrono::DateTime<chrono::Utc>>()
+                        .unwrap()
+                        >= after
+            });
+            if let Some(e) = found {
+                return e;
+            }
+            assert!(Instant::now() < until, "no event to {to} for {db}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.app.request(method, path).bearer_auth(&self.token)
     }
