@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// leaves after pgplane's own files); past it, new ones are answered 503.
     #[arg(long, env = "PGPLANE_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,
+    /// Most change streams (`watch=true`, `follow=true`) open at once, 1 to
+    /// 100000; past it, new ones are answered 503.
+    #[arg(long, env = "PGPLANE_MAX_STREAMS", default_value = "1000")]
+    pub max_streams: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +177,7 @@ pub struct Settings {
     pub loki: Option<LokiSettings>,
     pub log_format: LogFormat,
     pub connections: ConnectionSettings,
+    pub max_streams: u32,
 }
 
 /// How client connections are bounded in time and number.
@@ -439,6 +444,21 @@ impl Settings {
             FILE_RESERVE + instance_files,
         )
         .map_err(|r| bad("PGPLANE_MAX_CONNECTIONS", r))?;
+        let max_streams = args
+            .max_streams
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "PGPLANE_MAX_STREAMS",
+                    format!(
+                        "{:?} is not a whole number from 1 to 100000",
+                        args.max_streams
+                    ),
+                )
+            })?;
         Ok(Settings {
             listen,
             backend,
@@ -462,6 +482,7 @@ impl Settings {
                 idle_timeout,
                 max_connections,
             },
+            max_streams,
         })
     }
 }

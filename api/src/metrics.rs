@@ -20,6 +20,8 @@ pub struct Metrics {
     pub audit_records: IntCounterVec,
     pub loki_push_dropped: prometheus::IntCounter,
     pub records_unreadable: IntCounterVec,
+    pub streams_open: IntGauge,
+    pub stream_events_dropped: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -78,6 +80,13 @@ impl Metrics {
             &["store"],
         )
         .expect("valid metric");
+        let streams_open =
+            IntGauge::new("streams_open", "Change streams open").expect("valid metric");
+        let stream_events_dropped = prometheus::IntCounter::new(
+            "stream_events_dropped_total",
+            "Changes not sent to stream clients that did not keep up (each was then cut off)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -88,6 +97,8 @@ impl Metrics {
             Box::new(audit_records.clone()),
             Box::new(loki_push_dropped.clone()),
             Box::new(records_unreadable.clone()),
+            Box::new(streams_open.clone()),
+            Box::new(stream_events_dropped.clone()),
         ] {
             registry
                 .register(c)
@@ -110,6 +121,8 @@ impl Metrics {
             audit_records,
             loki_push_dropped,
             records_unreadable,
+            streams_open,
+            stream_events_dropped,
         }
     }
 

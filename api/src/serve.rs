@@ -10,7 +10,7 @@ mod stream;
 
 use std::sync::Arc;
 
-use crate::app::App;
+use crate::app::{App, Streams};
 use crate::auth::{token::Tokens, users::Generated, Auth, Users};
 use crate::backend::kubernetes::{KubeBackend, KubeSettings};
 use crate::backend::local::{LocalBackend, PgError};
@@ -45,6 +45,7 @@ fn setting(var: &'static str, cause: impl std::error::Error) -> StartError {
 /// A built application, ready to serve.
 pub struct Built {
     pub router: axum::Router,
+    pub app: Arc<App>,
     pub backend: Arc<dyn Backend>,
     pub events: Arc<Events>,
     /// The bootstrap admin's password, when this start generated it.
@@ -151,6 +152,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
     let app = Arc::new(App {
         backend: backend.clone(),
         auth: Auth::new(users, Tokens::new(&secret, settings.token_ttl)),
+        streams: Streams::new(settings.max_streams, metrics.clone()),
         metrics,
         events: events.clone(),
         audit: Arc::new(audit),
@@ -160,7 +162,8 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
         },
     });
     Ok(Built {
-        router: router(app),
+        router: router(app.clone()),
+        app,
         backend,
         events,
         generated_admin,
@@ -196,7 +199,14 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         idle_timeout_s = limits.idle_timeout.as_secs(),
         "pgplane serving"
     );
-    connections::serve(listener, built.router.clone(), limits, shutdown_signal()).await;
+    let app = built.app.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Streams never end by themselves: ended now, their connections
+        // drain with the others.
+        app.streams.stop_all();
+    };
+    connections::serve(listener, built.router.clone(), limits, shutdown).await;
     built.stop().await;
     match settings.backend {
         BackendKind::Local => {

@@ -7,6 +7,7 @@
 
 mod databases;
 mod records;
+mod streams;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::model::{Invalid, Limits, Role};
 use crate::records::{Audit, Draft, Events, RecordsError};
 
 pub use databases::{etag, Deleted, Updated};
+pub use streams::{DatabaseWatch, EventFollow, Next, Resume, StreamSlot, Streams};
 
 /// What every request may use.
 pub struct App {
@@ -27,6 +29,7 @@ pub struct App {
     pub events: Arc<Events>,
     pub audit: Arc<Audit>,
     pub limits: Limits,
+    pub streams: Streams,
 }
 
 /// Everything a request can fail with below the HTTP layer.
@@ -48,6 +51,8 @@ pub enum AppError {
     NeverExisted(String),
     #[error("database {0} is changing too fast; try again")]
     TooManyConflicts(String),
+    #[error("{0} change streams are open, as many as this server allows (PGPLANE_MAX_STREAMS); try again later")]
+    TooManyStreams(usize),
 }
 
 /// The actor of a failed login whose username is no user's.

@@ -79,6 +79,9 @@ fn limited(wait: Duration) -> AuthError {
 pub struct Caller {
     pub username: String,
     pub role: Role,
+    /// When the caller's token expires, in seconds since the epoch: a
+    /// stream it opened ends then.
+    pub expires_at: u64,
 }
 
 impl Caller {
@@ -191,6 +194,7 @@ impl Auth {
         Ok(Caller {
             username: user.username.clone(),
             role: user.role,
+            expires_at: claims.exp,
         })
     }
 }

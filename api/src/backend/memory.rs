@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::{Backend, BackendError, DeleteOutcome};
+use super::{Backend, BackendError, DeleteOutcome, Feed};
 use crate::model::{Credentials, Database, DatabaseSpec, State};
 
 #[derive(Default)]
@@ -18,6 +18,7 @@ pub struct MemoryBackend {
     databases: Mutex<BTreeMap<String, Database>>,
     /// The error the next call answers with, whatever it is.
     next_failure: Mutex<Option<BackendError>>,
+    feed: Feed,
 }
 
 impl MemoryBackend {
@@ -67,6 +68,7 @@ impl Backend for MemoryBackend {
         db.created_at = Utc::now();
         db.updated_at = db.created_at;
         all.insert(db.name.clone(), db.clone());
+        self.feed.publish(db.clone());
         Ok(db)
     }
 
@@ -93,6 +95,7 @@ impl Backend for MemoryBackend {
             updated_at: Utc::now(),
             ..Database::of(spec, &db.owner).in_state(State::Updating, db.ready_instances)
         };
+        self.feed.publish(db.clone());
         Ok(db.clone())
     }
 
@@ -101,6 +104,7 @@ impl Backend for MemoryBackend {
         Ok(match self.databases().get_mut(name) {
             Some(db) => {
                 db.state = State::Deleting;
+                self.feed.publish(db.clone());
                 DeleteOutcome::Started
             }
             None => DeleteOutcome::AlreadyGone,
@@ -117,6 +121,10 @@ impl Backend for MemoryBackend {
             5432,
             &db.name,
         ))
+    }
+
+    fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     async fn ready(&self) -> Result<(), String> {

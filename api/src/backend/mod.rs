@@ -3,6 +3,7 @@
 //! ([`crate::app`]) sees only this trait; Kubernetes types and PostgreSQL
 //! processes stay behind it.
 
+pub mod feed;
 pub mod kubernetes;
 pub mod local;
 #[cfg(test)]
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::model::paging::{ListQuery, Page};
 use crate::model::{Credentials, Database, DatabaseSpec, Invalid};
+pub use feed::{Change, Feed, Published, Subscription};
 
 /// The underlying failure of a backend error, kept for the log.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
@@ -116,6 +118,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError>;
 
     async fn credentials(&self, name: &str) -> Result<Credentials, BackendError>;
+
+    /// Every database as last shown, and each change from now on: what
+    /// `watch=true` streams are made of.
+    fn feed(&self) -> &Feed;
 
     /// `Err(reason)` when the backend cannot serve requests.
     async fn ready(&self) -> Result<(), String>;

@@ -22,11 +22,17 @@ use crate::metrics::Metrics;
 use crate::model::{Limits, Role};
 use crate::records::{Audit as AuditTrail, Events};
 
+mod streams;
+
 const SECRET: &[u8] = b"contract-tests-secret-0123456789abcdef";
+
+/// How many streams the app under test allows.
+const MAX_STREAMS: u32 = 4;
 
 /// The app under test, the backend it runs on, and a token per role.
 struct Harness {
     router: Router,
+    app: Arc<App>,
     backend: Arc<MemoryBackend>,
     tokens: Tokens,
     _dir: tempfile::TempDir,
@@ -79,14 +85,16 @@ impl Harness {
             ),
             metrics: metrics.clone(),
             events: Arc::new(Events::open(dir.path(), metrics.clone()).unwrap()),
-            audit: Arc::new(AuditTrail::local(dir.path(), metrics).unwrap()),
+            audit: Arc::new(AuditTrail::local(dir.path(), metrics.clone()).unwrap()),
+            streams: crate::app::Streams::new(MAX_STREAMS, metrics),
             limits: Limits {
                 postgres_versions: vec![15, 16],
                 max_storage_bytes: crate::model::DEFAULT_MAX_STORAGE_BYTES,
             },
         });
         Harness {
-            router: super::router(app),
+            router: super::router(app.clone()),
+            app,
             backend,
             tokens: Tokens::new(SECRET, std::time::Duration::from_secs(600)),
             _dir: dir,

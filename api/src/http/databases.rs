@@ -12,11 +12,14 @@ use utoipa::ToSchema;
 
 use super::extract::{JsonBody, MergePatch, QueryPairs};
 use super::problem::{HttpError, Problem};
+use super::sse::{self, Hangup, Source};
 use super::AppState;
 use crate::app::{etag, Deleted, Updated};
 use crate::auth::Caller;
 use crate::model::paging::ListQuery;
-use crate::model::{CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc};
+use crate::model::{
+    CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc, FieldError, Invalid,
+};
 use crate::records::Draft;
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -26,29 +29,73 @@ pub struct DatabaseList {
     pub next_cursor: Option<String>,
 }
 
-/// Lists databases by name, a page at a time.
+/// Lists databases by name, a page at a time; with `watch=true`, a stream
+/// of them instead (Server-Sent Events): one `snapshot` event with every
+/// database the labels select, then `changed` (the whole database) and
+/// `deleted` events as they happen. A client that falls behind gets
+/// `resync` and is cut off; the stream ends with `expired` when the token
+/// does, and with `end` when pgplane stops.
 #[utoipa::path(get, path = "/api/v1/databases", tag = "databases", security(("bearer" = [])),
     params(
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)", minimum = 1, maximum = 500),
-        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page", min_length = 1),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50); not with watch", minimum = 1, maximum = 500),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page; not with watch", min_length = 1),
         ("label" = Option<Vec<String>>, Query, description = "key=value; repeat to require several", explode = true, pattern = "^[^=]+=.*$"),
+        ("watch" = Option<bool>, Query, description = "true: a text/event-stream of the databases and their changes"),
     ),
     responses(
-        (status = 200, body = DatabaseList),
+        (status = 200, content(
+            (DatabaseList = "application/json"),
+            (String = "text/event-stream"),
+        )),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn list(
     State(app): State<AppState>,
+    caller: Caller,
+    hangup: Option<Extension<Hangup>>,
     QueryPairs(pairs): QueryPairs,
-) -> Result<Json<DatabaseList>, HttpError> {
+) -> Result<Response, HttpError> {
+    let (watch, pairs) = take_flag(pairs, "watch")?;
+    if watch {
+        let labels = ListQuery::parse_watch(&pairs)?;
+        let (slot, snapshot, changes) = app.watch_databases(labels).await?;
+        return Ok(sse::respond(
+            slot,
+            vec![sse::snapshot_frame(&snapshot)],
+            Source::Databases(changes),
+            caller.expires_at,
+            hangup.map(|Extension(h)| h),
+        ));
+    }
     let query = ListQuery::parse(&pairs)?;
     let page = app.list_databases(&query).await?;
     Ok(Json(DatabaseList {
         items: page.items,
         next_cursor: page.next_cursor,
-    }))
+    })
+    .into_response())
+}
+
+/// Takes the boolean query parameter `name` (`true` or `false`, at most
+/// once) out of `pairs`.
+pub fn take_flag(
+    pairs: Vec<(String, String)>,
+    name: &str,
+) -> Result<(bool, Vec<(String, String)>), Invalid> {
+    let (flags, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == name);
+    match flags.as_slice() {
+        [] => Ok((false, rest)),
+        [(_, v)] if v == "true" => Ok((true, rest)),
+        [(_, v)] if v == "false" => Ok((false, rest)),
+        _ => Err(Invalid(vec![FieldError::new(
+            name,
+            "must be given once, as true or false",
+        )])),
+    }
 }
 
 /// Creates a database; it is made in the background (state `creating`).

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod problem;
 mod records;
 pub mod routes;
+pub mod sse;
 mod stale;
 
 use std::sync::Arc;

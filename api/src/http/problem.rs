@@ -190,6 +190,9 @@ impl HttpError {
                 }
                 AppError::NeverExisted(_) => Answer::new(S::NOT_FOUND, "not-found"),
                 AppError::TooManyConflicts(_) => Answer::new(S::CONFLICT, "conflict"),
+                AppError::TooManyStreams(_) => {
+                    Answer::new(S::SERVICE_UNAVAILABLE, "too-many-streams").retry_after(5)
+                }
             },
         }
     }

@@ -3,14 +3,21 @@
 //! [`crate::app`]; both kinds page the same way (`limit`, `cursor`).
 
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::databases::take_flag;
 use super::extract::QueryPairs;
 use super::problem::{HttpError, Problem};
+use super::sse::{self, Hangup, Source};
 use super::AppState;
-use crate::app::App;
+use crate::app::{App, Resume};
+use crate::auth::Caller;
+use crate::model::{FieldError, Invalid};
+use crate::records::events::parse_id;
 use crate::records::{Action, AuditQuery, AuditRecord, EventQuery, ServiceEvent};
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -62,11 +69,37 @@ struct AuditFilters {
     actor: Option<String>,
 }
 
-/// The state transitions of a database, newest first; also after it is deleted.
+/// How the event routes stream (`follow=true`), for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct Following {
+    /// true: a text/event-stream of `service_event` events, each with its
+    /// `id`: the stored ones the query selects (oldest first), then each
+    /// new one as it is recorded. Not with `until` or `cursor`.
+    follow: Option<bool>,
+}
+
+/// The header a reconnecting follower names its last event with.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct Resuming {
+    /// With follow=true: the id of the last event received; the stream
+    /// starts with every stored event after it.
+    #[param(rename = "Last-Event-ID", pattern = "^[0-9]{1,19}$")]
+    last_event_id: Option<String>,
+}
+
+/// The state transitions of a database, newest first; also after it is
+/// deleted. With `follow=true`, a stream of them as they happen.
 #[utoipa::path(get, path = "/api/v1/databases/{name}/events", tag = "databases", security(("bearer" = [])),
-    params(("name" = String, Path), RecordSpan),
+    params(("name" = String, Path), RecordSpan, Following, Resuming),
     responses(
-        (status = 200, body = EventList),
+        (status = 200, content(
+            (EventList = "application/json"),
+            (String = "text/event-stream"),
+        )),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -76,14 +109,84 @@ struct AuditFilters {
 pub async fn database_events(
     State(app): State<AppState>,
     Path(name): Path<String>,
+    caller: Caller,
+    hangup: Option<Extension<Hangup>>,
+    headers: HeaderMap,
     QueryPairs(pairs): QueryPairs,
-) -> Result<Json<EventList>, HttpError> {
-    let query = EventQuery::parse(&pairs, Some(&name))?;
-    let page = app.events(&query).await?;
-    Ok(Json(EventList {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+) -> Result<Response, HttpError> {
+    events_of(&app, Some(&name), caller, hangup, &headers, pairs).await
+}
+
+/// The state transitions of every database, newest first: the feed a
+/// dashboard wants. With `follow=true`, a stream of them as they happen.
+#[utoipa::path(get, path = "/api/v1/events", tag = "databases", security(("bearer" = [])),
+    params(RecordSpan, Following, Resuming),
+    responses(
+        (status = 200, content(
+            (EventList = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn events(
+    State(app): State<AppState>,
+    caller: Caller,
+    hangup: Option<Extension<Hangup>>,
+    headers: HeaderMap,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Response, HttpError> {
+    events_of(&app, None, caller, hangup, &headers, pairs).await
+}
+
+async fn events_of(
+    app: &App,
+    database: Option<&str>,
+    caller: Caller,
+    hangup: Option<Extension<Hangup>>,
+    headers: &HeaderMap,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, HttpError> {
+    let (follow, pairs) = take_flag(pairs, "follow")?;
+    let query = EventQuery::parse(&pairs, database)?;
+    if !follow {
+        let page = app.events(&query).await?;
+        return Ok(Json(EventList {
+            items: page.items,
+            next_cursor: page.next_cursor,
+        })
+        .into_response());
+    }
+    let resume = match headers.get("last-event-id") {
+        None => Resume::Query,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(parse_id)
+            .map(Resume::After)
+            .ok_or_else(|| {
+                HttpError::BadRequest("Last-Event-ID is not an event id this API sent".into())
+            })?,
+    };
+    let not_with_follow: Vec<FieldError> = pairs
+        .iter()
+        .filter(|(k, _)| k == "until" || k == "cursor")
+        .map(|(k, _)| FieldError::new(k.clone(), "is not taken with follow=true"))
+        .collect();
+    if !not_with_follow.is_empty() {
+        return Err(Invalid(not_with_follow).into());
+    }
+    let (slot, stored, live) = app.follow_events(&query, resume).await?;
+    Ok(sse::respond(
+        slot,
+        stored.iter().map(sse::event_frame).collect(),
+        Source::Events(live),
+        caller.expires_at,
+        hangup.map(|Extension(h)| h),
+    ))
 }
 
 /// Audit records of one database, newest first; also after it is deleted.

@@ -177,6 +177,7 @@ pub fn table() -> Vec<Route> {
             Needs(Viewer),
             Audit::No,
         ),
+        route::<records::__path_events, _, _>(records::events, Needs(Viewer), Audit::No),
         route::<records::__path_database_audit, _, _>(
             records::database_audit,
             Needs(Editor),

@@ -143,6 +143,27 @@ impl ListQuery {
         }
     }
 
+    /// Parses the query of a `watch=true` list: labels only, since a
+    /// stream has no pages.
+    pub fn parse_watch(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, Invalid> {
+        let paging: Vec<FieldError> = pairs
+            .iter()
+            .filter(|(k, _)| k == "limit" || k == "cursor")
+            .map(|(k, _)| {
+                FieldError::new(
+                    k.clone(),
+                    "is not taken with watch=true: a stream has no pages",
+                )
+            })
+            .collect();
+        let q = ListQuery::parse(pairs)?;
+        if paging.is_empty() {
+            Ok(q.labels)
+        } else {
+            Err(Invalid(paging))
+        }
+    }
+
     /// Whether a database with these name and labels is on a page of this
     /// query (at or after its start); the order is the source's, by name.
     pub fn selects(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {

@@ -3,14 +3,22 @@
 //! the local store, `events.jsonl` under the data directory, which answers
 //! `GET /databases/{name}/events` — also after the database is gone.
 //!
-//! Recording never blocks the watcher: the event is printed at once, and
-//! the journal's writer appends it (with `fdatasync`) in the order recorded.
+//! Recording never blocks the watcher: the event is printed at once, sent
+//! to the followers of the event streams, and the journal's writer appends
+//! it (with `fdatasync`) in the order recorded.
+//!
+//! An event's id is its time in nanoseconds since the Unix epoch, which
+//! this process keeps strictly increasing: ids order events as they were
+//! recorded, survive a restart (they are in every stored line, also in
+//! lines of older versions and in Loki), and "every event after id n" is
+//! a time window any store answers.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use super::journal::{Journal, OpenError};
@@ -20,6 +28,13 @@ use crate::model::paging::Page;
 use crate::model::State;
 
 const FILE: &str = "events.jsonl";
+
+/// How many events a follower may fall behind before it is told it lost
+/// some (its stream then asks the client to resync).
+const LIVE_CAPACITY: usize = 1024;
+
+/// The largest number of stored events one replay reads.
+pub const MAX_REPLAY: usize = 100_000;
 
 /// One state transition (DESIGN.md "Records").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -58,6 +73,23 @@ impl ServiceEvent {
     }
 }
 
+impl ServiceEvent {
+    /// The event's id: its time in nanoseconds since the epoch.
+    pub fn id(&self) -> i64 {
+        id_of(self.ts)
+    }
+}
+
+fn id_of(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// The time an event id stands for; `None` for a text that is no id.
+pub fn parse_id(text: &str) -> Option<DateTime<Utc>> {
+    let nanos: i64 = text.trim().parse().ok().filter(|n| *n >= 0)?;
+    Some(DateTime::from_timestamp_nanos(nanos))
+}
+
 impl Record for ServiceEvent {
     const LOG_TYPE: &'static str = "service_event";
 
@@ -77,6 +109,9 @@ pub struct Events {
     /// Set when `PGPLANE_EVENT_STORE=loki`: queries go there.
     query_loki: Option<Arc<Loki>>,
     pusher: Option<Arc<Pusher>>,
+    live: broadcast::Sender<ServiceEvent>,
+    /// The time of the last event recorded, for strictly increasing ids.
+    last_ts: Mutex<DateTime<Utc>>,
 }
 
 impl Events {
@@ -88,11 +123,16 @@ impl Events {
             .records_unreadable
             .with_label_values(&["local"])
             .inc_by(journal.unreadable());
+        let last_ts = journal
+            .last()
+            .map_or(DateTime::<Utc>::MIN_UTC, |e: ServiceEvent| e.ts);
         Ok(Events {
             journal,
             metrics,
             query_loki: None,
             pusher: None,
+            live: broadcast::channel(LIVE_CAPACITY).0,
+            last_ts: Mutex::new(last_ts),
         })
     }
 
@@ -110,7 +150,16 @@ impl Events {
 
     /// Prints the event as a JSON line and appends it to the journal in the
     /// background: the watcher never waits on the disk.
-    pub fn record(&self, event: ServiceEvent) {
+    pub fn record(&self, mut event: ServiceEvent) {
+        {
+            let mut last = self.last_ts.lock().expect("not poisoned");
+            if event.ts <= *last {
+                event.ts = *last + chrono::Duration::nanoseconds(1);
+            }
+            *last = event.ts;
+            // Sent under the same lock: followers get events in id order.
+            let _ = self.live.send(event.clone());
+        }
         self.metrics
             .transitions
             .with_label_values(&[event.from.as_str(), event.to.as_str()])
@@ -137,6 +186,48 @@ impl Events {
             q.matches(e)
         })
         .await
+    }
+
+    /// The events recorded from now on, as they are.
+    pub fn follow(&self) -> broadcast::Receiver<ServiceEvent> {
+        self.live.subscribe()
+    }
+
+    /// The stored events of `database` (or of all) after `after`, or at or
+    /// after it when `inclusive`, oldest first; at most [`MAX_REPLAY`], the
+    /// newest of them.
+    pub async fn replay(
+        &self,
+        database: Option<&str>,
+        after: DateTime<Utc>,
+        inclusive: bool,
+    ) -> Result<Vec<ServiceEvent>, RecordsError> {
+        let mut query = EventQuery {
+            database: database.map(str::to_owned),
+            span: super::Span {
+                since: Some(after),
+                limit: super::query::MAX_LIMIT,
+                ..super::Span::default()
+            },
+        };
+        let mut newest_first = Vec::new();
+        loop {
+            let page = self.query(&query).await?;
+            newest_first.extend(page.items);
+            match page.next_cursor {
+                Some(cursor) if newest_first.len() < MAX_REPLAY => {
+                    query.span.cursor = Some(
+                        crate::model::paging::decode_cursor(&cursor)
+                            .ok_or(RecordsError::ForeignCursor)?,
+                    );
+                }
+                _ => break,
+            }
+        }
+        newest_first.truncate(MAX_REPLAY);
+        newest_first.retain(|e| inclusive || e.ts > after);
+        newest_first.reverse();
+        Ok(newest_first)
     }
 
     /// Whether any event of `database` was ever recorded here.

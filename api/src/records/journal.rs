@@ -254,6 +254,16 @@ impl<T: Record> Journal<T> {
         }
     }
 
+    /// The newest entry, if any.
+    pub fn last(&self) -> Option<T> {
+        self.index
+            .read()
+            .expect("not poisoned")
+            .entries
+            .last()
+            .cloned()
+    }
+
     /// The newest entry of `database`, if any.
     pub fn last_of(&self, database: &str) -> Option<T> {
         let index = self.index.read().expect("not poisoned");

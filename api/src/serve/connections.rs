@@ -43,6 +43,7 @@ use super::stream::{Early, Exchange, GatedStream, Timeouts};
 use crate::config::{ConnectionSettings, OVERFLOW_CONNECTIONS};
 use crate::http::extract::BODY_LIMIT;
 use crate::http::problem::HttpError;
+use crate::http::sse::Hangup;
 
 /// The bounds of a request head. 16 KiB is what Node.js allows; a bearer
 /// token is well under 1 KiB. 8 KiB of target is nginx's line buffer.
@@ -174,12 +175,14 @@ async fn connection(
         idle: settings.idle_timeout,
     };
     let io = GatedStream::new(stream, LIMITS, timeouts, exchange.clone());
+    let hangup = Hangup::default();
     let service = Requests {
         router,
         peer,
         exchange,
         seen: Arc::new(AtomicU64::new(0)),
         overflow: (kind == Kind::Overflow).then_some(settings.max_connections),
+        hangup: hangup.clone(),
     };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.keep_alive(kind == Kind::Served)
@@ -193,6 +196,8 @@ async fn connection(
     };
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        // Dropping the connection closes its socket, whatever hyper was writing.
+        () = hangup.heard() => Ok(()),
         () = stop => {
             conn.as_mut().graceful_shutdown();
             conn.await
@@ -215,6 +220,8 @@ struct Requests {
     seen: Arc<AtomicU64>,
     /// Past the bound: the bound.
     overflow: Option<u32>,
+    /// Closes this connection (a stream whose client stopped reading).
+    hangup: Hangup,
 }
 
 type Answer = Response<Finishing>;
@@ -247,6 +254,7 @@ impl hyper::service::Service<Request<Incoming>> for Requests {
         }
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(self.peer));
+        req.extensions_mut().insert(self.hangup.clone());
         let router = self.router.clone();
         Box::pin(async move {
             let response = router.oneshot(req).await.unwrap_or_else(|e| match e {});

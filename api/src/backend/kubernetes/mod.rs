@@ -33,7 +33,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Config};
 use tokio::task::AbortHandle;
 
-use super::{Backend, BackendError, DeleteOutcome};
+use super::{Backend, BackendError, DeleteOutcome, Feed};
 use crate::config::SettingError;
 use crate::metrics::Metrics;
 use crate::model::paging::{ListQuery, Page};
@@ -41,7 +41,7 @@ use crate::model::{Credentials, Database, DatabaseSpec, Endpoints};
 use crate::records::Events;
 use crate::states::{cnpg_state, CnpgObservation};
 use cluster::{Cluster, Stamp};
-use watch::{Feed, Observed};
+use watch::{Observed, Watched};
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "pgplane";
@@ -81,6 +81,7 @@ pub struct Shared {
     health: Mutex<Health>,
     /// Ticks after every watch event the stores applied.
     changed: tokio::sync::watch::Sender<u64>,
+    feed: Feed,
     events: Arc<Events>,
     metrics: Arc<Metrics>,
 }
@@ -145,6 +146,7 @@ impl KubeBackend {
             observed: RwLock::new(HashMap::new()),
             health: Mutex::new(Health::default()),
             changed: tokio::sync::watch::channel(0).0,
+            feed: Feed::default(),
             events,
             metrics,
         });
@@ -197,47 +199,7 @@ impl KubeBackend {
     }
 
     fn view(&self, c: &Cluster) -> Database {
-        let name = c.metadata.name.clone().unwrap_or_default();
-        let (state, phase) = match self
-            .shared
-            .observed
-            .read()
-            .expect("not poisoned")
-            .get(&name)
-            .filter(|o| !o.gone)
-        {
-            Some(o) => (o.state, o.phase.clone()),
-            // Not yet through the watcher (a write's own answer).
-            None => (
-                cnpg_state(&CnpgObservation {
-                    deleting: cluster::is_deleting(c),
-                    phase: cluster::phase_of(c),
-                    created: false,
-                }),
-                cluster::phase_of(c).to_owned(),
-            ),
-        };
-        cluster::database_of(c, state, &phase, self.endpoints(&name))
-    }
-
-    /// `host:port` of the `-rw` and `-ro` Services, once CNPG made both.
-    fn endpoints(&self, name: &str) -> Option<Endpoints> {
-        let ns = &self.shared.namespace;
-        let address = |suffix: &str| {
-            let svc = format!("{name}-{suffix}");
-            let service = self.shared.services.get(&ObjectRef::new(&svc).within(ns))?;
-            let port = service
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_ref())
-                .and_then(|p| p.first())
-                .map_or(DEFAULT_PORT, |p| p.port);
-            Some(format!("{svc}.{ns}.svc:{port}"))
-        };
-        Some(Endpoints {
-            read_write: address("rw")?,
-            read_only: address("ro")?,
-        })
+        self.shared.view(c)
     }
 
     /// Waits (bounded) until the cache shows the Cluster `name` in a state
@@ -314,19 +276,63 @@ fn at_least(have: Option<&str>, want: Option<&str>) -> bool {
 }
 
 impl Shared {
-    fn clear_error(&self, feed: Feed) {
+    /// The database a cached Cluster shows, as every read and the feed see it.
+    pub fn view(&self, c: &Cluster) -> Database {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let (state, phase) = match self
+            .observed
+            .read()
+            .expect("not poisoned")
+            .get(&name)
+            .filter(|o| !o.gone)
+        {
+            Some(o) => (o.state, o.phase.clone()),
+            // Not yet through the watcher (a write's own answer).
+            None => (
+                cnpg_state(&CnpgObservation {
+                    deleting: cluster::is_deleting(c),
+                    phase: cluster::phase_of(c),
+                    created: false,
+                }),
+                cluster::phase_of(c).to_owned(),
+            ),
+        };
+        cluster::database_of(c, state, &phase, self.endpoints(&name))
+    }
+
+    /// `host:port` of the `-rw` and `-ro` Services, once CNPG made both.
+    fn endpoints(&self, name: &str) -> Option<Endpoints> {
+        let ns = &self.namespace;
+        let address = |suffix: &str| {
+            let svc = format!("{name}-{suffix}");
+            let service = self.services.get(&ObjectRef::new(&svc).within(ns))?;
+            let port = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|p| p.first())
+                .map_or(DEFAULT_PORT, |p| p.port);
+            Some(format!("{svc}.{ns}.svc:{port}"))
+        };
+        Some(Endpoints {
+            read_write: address("rw")?,
+            read_only: address("ro")?,
+        })
+    }
+
+    fn clear_error(&self, which: Watched) {
         let mut h = self.health.lock().expect("not poisoned");
-        match feed {
-            Feed::Clusters => h.clusters_error = None,
-            Feed::Services => h.services_error = None,
+        match which {
+            Watched::Clusters => h.clusters_error = None,
+            Watched::Services => h.services_error = None,
         }
     }
 
-    fn set_synced(&self, feed: Feed) {
+    fn set_synced(&self, which: Watched) {
         let mut h = self.health.lock().expect("not poisoned");
-        match feed {
-            Feed::Clusters => h.clusters_synced = true,
-            Feed::Services => h.services_synced = true,
+        match which {
+            Watched::Clusters => h.clusters_synced = true,
+            Watched::Services => h.services_synced = true,
         }
     }
 
@@ -334,17 +340,17 @@ impl Shared {
     /// server was unreachable, waits until it answers again.
     async fn watch_failed(
         &self,
-        feed: Feed,
+        which: Watched,
         e: &watcher::Error,
         client: &Client,
         backoff: Duration,
     ) -> Duration {
-        let why = self.describe(feed, e);
+        let why = self.describe(which, e);
         let first = {
             let mut h = self.health.lock().expect("not poisoned");
-            let slot = match feed {
-                Feed::Clusters => &mut h.clusters_error,
-                Feed::Services => &mut h.services_error,
+            let slot = match which {
+                Watched::Clusters => &mut h.clusters_error,
+                Watched::Services => &mut h.services_error,
             };
             let first = slot.as_deref() != Some(why.as_str());
             *slot = Some(why.clone());
@@ -360,7 +366,7 @@ impl Shared {
                 tokio::time::sleep(backoff).await;
                 backoff = watch::next_backoff(backoff);
                 if client.apiserver_version().await.is_ok() {
-                    self.clear_error(feed);
+                    self.clear_error(which);
                     return Duration::from_millis(100);
                 }
             }
@@ -369,14 +375,14 @@ impl Shared {
         watch::next_backoff(backoff)
     }
 
-    fn describe(&self, feed: Feed, e: &watcher::Error) -> String {
-        let (group, resource, what) = match feed {
-            Feed::Clusters => (
+    fn describe(&self, which: Watched, e: &watcher::Error) -> String {
+        let (group, resource, what) = match which {
+            Watched::Clusters => (
                 "postgresql.cnpg.io",
                 "clusters",
                 "CNPG Clusters (postgresql.cnpg.io/v1)",
             ),
-            Feed::Services => ("", "services", "Services"),
+            Watched::Services => ("", "services", "Services"),
         };
         let verb = match e {
             watcher::Error::InitialListFailed(_) => "list",
@@ -389,7 +395,7 @@ impl Shared {
             other => return format!("the watch of {what} failed: {other}"),
         };
         match inner {
-            kube::Error::Api(s) if s.code == 404 && matches!(feed, Feed::Clusters) => format!(
+            kube::Error::Api(s) if s.code == 404 && matches!(which, Watched::Clusters) => format!(
                 "the CRD clusters.postgresql.cnpg.io is not installed: the API server has no {what} \
                  (install CloudNativePG)"
             ),
@@ -413,6 +419,18 @@ impl Shared {
                 "the Kubernetes API server at {} is unreachable: {other}",
                 self.server
             ),
+        }
+    }
+
+    /// Shows the database of the Cluster `name` to the feed as the cache
+    /// has it now, or its going when the cache has none.
+    fn publish(&self, name: &str) {
+        let cached = self
+            .clusters
+            .get(&ObjectRef::new(name).within(&self.namespace));
+        match cached {
+            Some(c) => self.feed.publish(self.view(&c)),
+            None => self.feed.remove(name),
         }
     }
 
@@ -724,6 +742,10 @@ impl Backend for KubeBackend {
             .unwrap_or(DEFAULT_PORT as u16);
         let host = format!("{name}-rw.{}.svc", self.shared.namespace);
         Ok(Credentials::new(&username, &password, &host, port, &dbname))
+    }
+
+    fn feed(&self) -> &Feed {
+        &self.shared.feed
     }
 
     async fn ready(&self) -> Result<(), String> {

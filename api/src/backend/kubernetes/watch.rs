@@ -72,7 +72,7 @@ pub struct Observed {
 
 /// Which watch an error belongs to, for readiness.
 #[derive(Debug, Clone, Copy)]
-pub enum Feed {
+pub enum Watched {
     Clusters,
     Services,
 }
@@ -94,15 +94,15 @@ pub async fn clusters(
         match stream.next().await {
             Some(Ok(event)) => {
                 retry = Retry::default();
-                shared.clear_error(Feed::Clusters);
+                shared.clear_error(Watched::Clusters);
                 writer.apply_watcher_event(&event);
-                match event {
+                match &event {
                     Event::Init => listed = Some(HashSet::new()),
                     Event::InitApply(c) => {
                         if let Some(names) = listed.as_mut() {
                             names.insert(c.name_any());
                         }
-                        observe(&shared, &recorder, &api, &c, true).await;
+                        observe(&shared, &recorder, &api, c, true).await;
                     }
                     Event::InitDone => {
                         // What the new list lacks went away while the watch was down.
@@ -119,15 +119,16 @@ pub async fn clusters(
                             gone(&shared, &kube_events, &name, None).await;
                         }
                         shared.refresh_counts();
-                        shared.set_synced(Feed::Clusters);
+                        shared.set_synced(Watched::Clusters);
                     }
-                    Event::Apply(c) => observe(&shared, &recorder, &api, &c, false).await,
-                    Event::Delete(c) => gone(&shared, &kube_events, &c.name_any(), Some(&c)).await,
+                    Event::Apply(c) => observe(&shared, &recorder, &api, c, false).await,
+                    Event::Delete(c) => gone(&shared, &kube_events, &c.name_any(), Some(c)).await,
                 }
+                publish(&shared, &event);
                 shared.changed.send_modify(|n| *n += 1);
             }
             Some(Err(e)) => {
-                let relist = retry.failed(&shared, Feed::Clusters, &e, &client).await;
+                let relist = retry.failed(&shared, Watched::Clusters, &e, &client).await;
                 if relist {
                     stream = watcher(api.clone(), config.clone()).boxed();
                 }
@@ -147,19 +148,46 @@ pub async fn services(shared: Arc<Shared>, client: Client, mut writer: Writer<Se
         match stream.next().await {
             Some(Ok(event)) => {
                 retry = Retry::default();
-                shared.clear_error(Feed::Services);
+                shared.clear_error(Watched::Services);
                 writer.apply_watcher_event(&event);
-                if matches!(event, Event::InitDone) {
-                    shared.set_synced(Feed::Services);
+                match &event {
+                    Event::InitDone => {
+                        shared.set_synced(Watched::Services);
+                        // Endpoints may have changed while the watch was down.
+                        for name in shared.feed.names() {
+                            shared.publish(&name);
+                        }
+                    }
+                    Event::Apply(s) | Event::Delete(s) => {
+                        if let Some(name) = s.labels().get("cnpg.io/cluster") {
+                            shared.publish(name);
+                        }
+                    }
+                    Event::Init | Event::InitApply(_) => {}
                 }
                 shared.changed.send_modify(|n| *n += 1);
             }
             Some(Err(e)) => {
-                if retry.failed(&shared, Feed::Services, &e, &client).await {
+                if retry.failed(&shared, Watched::Services, &e, &client).await {
                     stream = watcher(api.clone(), config.clone()).boxed();
                 }
             }
             None => return,
+        }
+    }
+}
+
+/// Shows the feed what a Cluster watch event changed, once the store and
+/// the observed state have it.
+fn publish(shared: &Shared, event: &Event<Cluster>) {
+    match event {
+        Event::Init => {}
+        Event::InitApply(c) | Event::Apply(c) | Event::Delete(c) => shared.publish(&c.name_any()),
+        Event::InitDone => {
+            // What the new list lacks is gone from the store already.
+            for name in shared.feed.names() {
+                shared.publish(&name);
+            }
         }
     }
 }
@@ -186,7 +214,7 @@ impl Retry {
     async fn failed(
         &mut self,
         shared: &Shared,
-        feed: Feed,
+        watched: Watched,
         e: &watcher::Error,
         client: &Client,
     ) -> bool {
@@ -197,7 +225,7 @@ impl Retry {
         if !is_unreachable(e) {
             self.failures += 1;
         }
-        self.backoff = shared.watch_failed(feed, e, client, self.backoff).await;
+        self.backoff = shared.watch_failed(watched, e, client, self.backoff).await;
         // A 410 answering the watch request itself leaves the watcher
         // resuming from the version that is gone, as do failures that
         // repeat for that version: start over with a list.

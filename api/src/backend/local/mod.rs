@@ -25,6 +25,7 @@ use chrono::Utc;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::feed::Feed;
 use super::{Backend, BackendError, DeleteOutcome};
 use crate::files;
 use crate::metrics::Metrics;
@@ -52,6 +53,7 @@ struct Inner {
     max_instances: u32,
     metrics: Arc<Metrics>,
     events: Arc<Events>,
+    feed: Arc<Feed>,
     /// Held while this process serves the data directory (see [`lock_data_dir`]).
     lock: Mutex<Option<std::fs::File>>,
     databases: RwLock<BTreeMap<String, Arc<Entry>>>,
@@ -64,10 +66,16 @@ struct Inner {
 /// One database: its record, its secrets and what its reconciler last saw.
 struct Entry {
     paths: Paths,
-    record: tokio::sync::Mutex<DatabaseRecord>,
+    /// The record as it is on disk. Held only to read or swap it, never
+    /// across a write to disk: reads never wait on the disk, and what is
+    /// published to the feed is always the current record.
+    record: Mutex<DatabaseRecord>,
+    /// Serializes the changes of the record: held across the write to disk.
+    writing: tokio::sync::Mutex<()>,
     secrets: Secrets,
     observed: Mutex<Observed>,
     wake: Notify,
+    feed: Arc<Feed>,
 }
 
 /// What the reconciler last saw and is doing; the state follows from it
@@ -125,6 +133,7 @@ impl LocalBackend {
             max_instances,
             metrics,
             events,
+            feed: Arc::new(Feed::default()),
             lock: Mutex::new(Some(lock)),
             databases: RwLock::new(BTreeMap::new()),
             admission: tokio::sync::Mutex::new(()),
@@ -156,7 +165,7 @@ impl LocalBackend {
             .inner
             .entry(name)
             .ok_or_else(|| BackendError::NotFound(name.into()))?;
-        let status = e.record.lock().await.revision_status();
+        let status = e.snapshot().revision_status();
         Ok(status)
     }
 
@@ -200,10 +209,13 @@ impl Inner {
                 failures: 0,
                 error: None,
             }),
-            record: tokio::sync::Mutex::new(record.clone()),
+            record: Mutex::new(record.clone()),
+            writing: tokio::sync::Mutex::new(()),
             secrets,
             wake: Notify::new(),
+            feed: self.feed.clone(),
         });
+        entry.publish();
         self.databases
             .write()
             .expect("not poisoned")
@@ -227,6 +239,7 @@ impl Inner {
 
     fn forget(&self, name: &str) {
         self.databases.write().expect("not poisoned").remove(name);
+        self.feed.remove(name);
         self.refresh_state_counts();
     }
 
@@ -271,7 +284,7 @@ impl Inner {
             .collect();
         let mut total = 0;
         for e in entries {
-            let r = e.record.lock().await;
+            let r = e.snapshot();
             if !r.deleting && r.spec.name != except {
                 total += r.spec.instances;
             }
@@ -298,8 +311,8 @@ impl Entry {
     }
 
     /// The record as it is now.
-    async fn snapshot(&self) -> DatabaseRecord {
-        self.record.lock().await.clone()
+    fn snapshot(&self) -> DatabaseRecord {
+        self.record.lock().expect("not poisoned").clone()
     }
 
     /// Changes the record durably: on disk first, then in memory, so that
@@ -308,12 +321,25 @@ impl Entry {
         &self,
         change: impl FnOnce(&mut DatabaseRecord),
     ) -> Result<DatabaseRecord, PgError> {
-        let mut r = self.record.lock().await;
-        let mut next = r.clone();
+        let _writing = self.writing.lock().await;
+        let mut next = self.snapshot();
         change(&mut next);
         self.persist(&next).await?;
-        *r = next.clone();
+        self.replace(next.clone());
         Ok(next)
+    }
+
+    /// Makes `next`, written to disk already, the record, and shows it.
+    /// The caller holds `writing`.
+    fn replace(&self, next: DatabaseRecord) {
+        *self.record.lock().expect("not poisoned") = next;
+        self.publish();
+    }
+
+    /// Shows the database as it is now to the feed's subscribers.
+    fn publish(&self) {
+        let view = self.view(&self.snapshot());
+        self.feed.publish(view);
     }
 
     /// Changes what is observed, derives the state from it and the record,
@@ -354,6 +380,7 @@ impl Entry {
             inner.events.record(event);
             inner.refresh_state_counts();
         }
+        self.publish();
     }
 
     fn view(&self, r: &DatabaseRecord) -> Database {
@@ -411,8 +438,7 @@ impl Backend for LocalBackend {
             .collect();
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            let view = e.view(&*e.record.lock().await);
-            out.push(view);
+            out.push(e.view(&e.snapshot()));
         }
         Ok(out)
     }
@@ -422,8 +448,7 @@ impl Backend for LocalBackend {
             .inner
             .entry(name)
             .ok_or_else(|| BackendError::NotFound(name.into()))?;
-        let view = e.view(&*e.record.lock().await);
-        Ok(view)
+        Ok(e.view(&e.snapshot()))
     }
 
     async fn validate(&self, spec: &DatabaseSpec) -> Result<(), BackendError> {
@@ -448,7 +473,7 @@ impl Backend for LocalBackend {
         let inner = &self.inner;
         let _admission = inner.admission.lock().await;
         if let Some(existing) = inner.entry(&spec.name) {
-            let deleting = existing.record.lock().await.deleting;
+            let deleting = existing.snapshot().deleting;
             return Err(if deleting {
                 BackendError::Busy(format!(
                     "database {} is still being deleted; try again shortly",
@@ -486,8 +511,7 @@ impl Backend for LocalBackend {
             State::Creating,
             "Setting up primary",
         );
-        let view = entry.view(&*entry.record.lock().await);
-        Ok(view)
+        Ok(entry.view(&entry.snapshot()))
     }
 
     async fn update(
@@ -499,10 +523,11 @@ impl Backend for LocalBackend {
             .inner
             .entry(&spec.name)
             .ok_or_else(|| BackendError::NotFound(spec.name.clone()))?;
-        if spec.instances > e.record.lock().await.spec.instances {
+        if spec.instances > e.snapshot().spec.instances {
             self.inner.check_quota(&spec.name, spec.instances).await?;
         }
-        let mut r = e.record.lock().await;
+        let _writing = e.writing.lock().await;
+        let r = e.snapshot();
         if r.deleting {
             return Err(BackendError::Busy(format!(
                 "database {} is being deleted",
@@ -533,13 +558,13 @@ impl Backend for LocalBackend {
             e.persist(&next)
                 .await
                 .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))?;
-            *r = next;
+            e.replace(next.clone());
             if operation.is_some() {
-                e.observe(&self.inner, &r, |o| o.operation = operation);
+                e.observe(&self.inner, &next, |o| o.operation = operation);
             }
             e.wake.notify_one();
         }
-        Ok(e.view(&r))
+        Ok(e.view(&e.snapshot()))
     }
 
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError> {
@@ -547,7 +572,8 @@ impl Backend for LocalBackend {
         let Some(e) = self.inner.entry(name) else {
             return Ok(DeleteOutcome::AlreadyGone);
         };
-        let mut r = e.record.lock().await;
+        let _writing = e.writing.lock().await;
+        let r = e.snapshot();
         if !r.deleting {
             let mut next = r.clone();
             next.deleting = true;
@@ -555,8 +581,8 @@ impl Backend for LocalBackend {
             e.persist(&next)
                 .await
                 .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))?;
-            *r = next;
-            e.observe(&self.inner, &r, |_| {});
+            e.replace(next.clone());
+            e.observe(&self.inner, &next, |_| {});
             e.wake.notify_one();
         }
         Ok(DeleteOutcome::Started)
@@ -567,7 +593,7 @@ impl Backend for LocalBackend {
             .inner
             .entry(name)
             .ok_or_else(|| BackendError::NotFound(name.into()))?;
-        let r = e.record.lock().await;
+        let r = e.snapshot();
         let primary = r
             .primary()
             .ok_or_else(|| BackendError::Busy(format!("database {name} has no primary yet")))?;
@@ -585,6 +611,10 @@ impl Backend for LocalBackend {
             Ok(_) => Ok(()),
             Err(e) => Err(format!("data directory unusable: {e}")),
         }
+    }
+
+    fn feed(&self) -> &Feed {
+        &self.inner.feed
     }
 
     fn shutdown(&self) {

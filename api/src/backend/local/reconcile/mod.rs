@@ -46,7 +46,7 @@ pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
     loop {
         let started = Instant::now();
         let outcome = reconcile(&inner, &entry, &mut sessions).await;
-        let record = entry.snapshot().await;
+        let record = entry.snapshot();
         let failures = match outcome {
             Ok(Outcome::Deleted) => {
                 inner.forget(&entry.paths.name);
@@ -98,7 +98,7 @@ pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
 
 /// Marks what the reconciler is doing; the state follows.
 async fn begin(inner: &Inner, entry: &Entry, operation: Operation) {
-    let record = entry.snapshot().await;
+    let record = entry.snapshot();
     entry.observe(inner, &record, |o| o.operation = Some(operation));
 }
 
@@ -108,7 +108,7 @@ async fn reconcile(
     entry: &Arc<Entry>,
     sessions: &mut Sessions,
 ) -> Result<Outcome, PgError> {
-    let record = entry.snapshot().await;
+    let record = entry.snapshot();
     if record.deleting {
         entry.observe(inner, &record, |_| {});
         deletion::remove_all(inner, entry, &record).await?;
@@ -131,16 +131,16 @@ async fn reconcile(
     }
     // Parameters first: a primary that stopped because of new ones is
     // given the last that worked, rather than healed or replaced.
-    let record = entry.snapshot().await;
+    let record = entry.snapshot();
     let configured = parameters::step(inner, entry, sessions, &record).await?;
 
-    let record = entry.snapshot().await;
+    let record = entry.snapshot();
     failover::heal_primary(inner, entry, &record).await?;
 
-    let record = entry.snapshot().await;
+    let record = entry.snapshot();
     let added = standbys::scale(inner, entry, &record).await?;
 
-    let record = entry.snapshot().await;
+    let record = entry.snapshot();
     let rebuilt = standbys::heal(inner, entry, &record).await?;
     if (added || rebuilt || configured) && !record.standbys().is_empty() {
         standbys::wait_streaming(entry, &record, sessions).await?;
