@@ -9,6 +9,7 @@
 pub mod kube;
 pub mod loki;
 pub mod served;
+pub mod sse;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -35,6 +36,7 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     backend: std::sync::Arc<dyn pgplane::backend::Backend>,
     events: std::sync::Arc<pgplane::records::Events>,
+    app: std::sync::Arc<pgplane::app::App>,
     server: tokio::task::JoinHandle<()>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -81,6 +83,7 @@ impl TestApp {
     /// tasks, then the events written behind); its servers keep running, as
     /// in production.
     pub async fn stop_pgplane(&self) {
+        self.app.streams.stop_all();
         self.server.abort();
         self.backend.shutdown();
         self.events.flush().await;
@@ -159,6 +162,7 @@ impl TestApp {
             data_dir,
             backend: built.backend,
             events: built.events,
+            app: built.app,
             server,
             _tmp: None,
         }
