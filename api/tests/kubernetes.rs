@@ -1209,3 +1209,80 @@ fn the_kubernetes_backend_names_its_bad_settings() {
     );
     assert_eq!(missing.lines().count(), 1, "{missing}");
 }
+
+/// A watch on one replica sees what happens through another and what
+/// CloudNativePG writes, in order, and ends up holding the list.
+#[tokio::test]
+async fn a_watch_on_any_replica_sees_every_change() {
+    use support::sse::Sse;
+    let kube = KubeServer::start().await;
+    let one = serve_ready(&kube, "admin").await;
+    let two = serve_ready(&kube, "admin").await;
+    let (a, b) = (one.as_user("editor").await, two.as_user("viewer").await);
+    let url = format!("{}/api/v1/databases?watch=true", two.base);
+    let mut watch = Sse::open(&two.client, &url, &b.token, None).await;
+    assert_eq!(
+        watch.expect("snapshot", STATE_DEADLINE).await.data["items"],
+        json!([])
+    );
+    let (status, _) = a
+        .post(
+            "/api/v1/databases",
+            json!({"name": "watched", "instances": 2}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let mut held: Option<Value> = None;
+    let mut states: Vec<String> = Vec::new();
+    let mut read_until = async |held: &mut Option<Value>, done: &dyn Fn(&Value) -> bool| loop {
+        let frame = watch.next(STATE_DEADLINE).await.expect("the watch goes on");
+        assert_eq!(frame.data["name"], "watched", "{frame:?}");
+        if frame.event == "deleted" {
+            *held = None;
+            states.push("(gone)".into());
+            return;
+        }
+        assert_eq!(frame.event, "changed");
+        let state = frame.data["state"].as_str().unwrap().to_owned();
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+        *held = Some(frame.data.clone());
+        if done(&frame.data) {
+            return;
+        }
+    };
+    read_until(&mut held, &|db| db["state"] == "creating").await;
+    kube.play_status("watched", HEALTHY, 2, 2).await;
+    read_until(&mut held, &|db| db["state"] == "healthy").await;
+    kube.play_secret_and_services("watched", "pw").await;
+    read_until(&mut held, &|db| !db["endpoints"].is_null()).await;
+    let (_, listed) = b.get("/api/v1/databases").await;
+    assert_eq!(listed["items"], json!([held.clone().unwrap()]));
+
+    let (status, _) = a
+        .patch("/api/v1/databases/watched", json!({"instances": 3}))
+        .await;
+    assert_eq!(status, 202);
+    read_until(&mut held, &|db| db["instances"] == 3).await;
+    kube.play_status("watched", "Creating a new replica", 2, 3)
+        .await;
+    read_until(&mut held, &|db| db["state"] == "scaling").await;
+    kube.play_status("watched", HEALTHY, 3, 3).await;
+    read_until(&mut held, &|db| db["ready_instances"] == 3).await;
+    // No finalizer on the test API server: the Cluster goes at once (204).
+    let (status, _) = a.delete("/api/v1/databases/watched").await;
+    assert!(status == 202 || status == 204, "{status}");
+    read_until(&mut held, &|_| false).await;
+    assert_eq!(
+        states,
+        ["creating", "healthy", "scaling", "healthy", "(gone)"],
+        "every state, in order"
+    );
+    let (_, listed) = b.get("/api/v1/databases").await;
+    assert_eq!(
+        listed["items"],
+        json!([]),
+        "the list is what the watch holds"
+    );
+}
