@@ -213,3 +213,117 @@ async fn a_follower_resumes_after_its_last_event_across_a_cut_and_a_restart() {
         "ids increase across the restart: {ids:?}"
     );
 }
+
+/// `pgplane_<name>` as `/metrics` shows it now.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("pgplane_{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_and_the_others_keep_their_pace() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start().await;
+    let editor = app.as_user("editor").await;
+    let (status, _) = editor
+        .post("/api/v1/databases", json!({"name": "busy", "instances": 1}))
+        .await;
+    assert_eq!(status, 202);
+
+    // A client that asks for the stream and then never reads, with a small
+    // receive window, so what it does not read backs up into pgplane.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut stalled = socket.connect(address).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "GET /api/v1/databases?watch=true HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {}\r\n\r\n",
+                editor.token
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let url = format!("{}/api/v1/databases?watch=true", app.base);
+    let mut reader = Sse::open(&app.client, &url, &editor.token, None).await;
+    reader.expect("snapshot", SLOW).await;
+    let deadline = tokio::time::Instant::now() + SLOW;
+    while metric(&app, "streams_open").await < 2.0 {
+        assert!(tokio::time::Instant::now() < deadline, "both streams open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Large changes (32 labels of 63 characters), until the stalled client
+    // is cut off; the reader must get each one promptly all along.
+    let mut slowest = Duration::ZERO;
+    let mut changes = 0;
+    loop {
+        changes += 1;
+        assert!(changes <= 5000, "the stalled client was never cut off");
+        let labels: serde_json::Map<String, Value> = (0..32)
+            .map(|k| {
+                (
+                    format!("label-{k:02}-{}", "k".repeat(50)),
+                    json!(format!("{changes:06}-{}", "v".repeat(55))),
+                )
+            })
+            .collect();
+        let (status, _) = editor
+            .patch("/api/v1/databases/busy", json!({"labels": labels}))
+            .await;
+        assert_eq!(status, 202);
+        let sent = tokio::time::Instant::now();
+        let want = format!("{changes:06}-");
+        loop {
+            let frame = reader
+                .next(SLOW)
+                .await
+                .expect("the reader's stream goes on");
+            apply(&mut BTreeMap::new(), &frame);
+            let first = frame.data["labels"]
+                .as_object()
+                .and_then(|l| l.values().next())
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if first.starts_with(&want) {
+                break;
+            }
+        }
+        slowest = slowest.max(sent.elapsed());
+        if changes % 20 == 0 && metric(&app, "streams_open").await < 2.0 {
+            break;
+        }
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "the reader kept its pace: slowest change {slowest:?} over {changes}"
+    );
+    assert!(metric(&app, "stream_events_dropped_total").await >= 1.0);
+
+    // The stalled connection was closed under it: reading it now finds
+    // its end (after what the kernel held for it).
+    let mut sink = vec![0u8; 1 << 16];
+    let closed = tokio::time::timeout(SLOW, async {
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stalled connection is closed");
+}
