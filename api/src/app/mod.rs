@@ -14,10 +14,11 @@ use std::sync::Arc;
 use crate::auth::{Auth, AuthError, Caller, Login};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::Metrics;
+use crate::model::revision::Missing;
 use crate::model::{Invalid, Limits, Role};
 use crate::records::{Audit, Draft, Events, RecordsError};
 
-pub use databases::{etag, Deleted, Updated};
+pub use databases::{etag, Deleted, RolledBack, Updated};
 
 /// What every request may use.
 pub struct App {
@@ -48,6 +49,9 @@ pub enum AppError {
     NeverExisted(String),
     #[error("database {0} is changing too fast; try again")]
     TooManyConflicts(String),
+    /// A revision of a database that exists, never made or pruned since.
+    #[error("database {name}: {missing}")]
+    Revision { name: String, missing: Missing },
 }
 
 /// The actor of a failed login whose username is no user's.

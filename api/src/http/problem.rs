@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::app::AppError;
 use crate::auth::AuthError;
 use crate::backend::BackendError;
+use crate::model::revision::Missing;
 use crate::model::{FieldError, Invalid};
 use crate::records::RecordsError;
 
@@ -190,6 +191,10 @@ impl HttpError {
                 }
                 AppError::NeverExisted(_) => Answer::new(S::NOT_FOUND, "not-found"),
                 AppError::TooManyConflicts(_) => Answer::new(S::CONFLICT, "conflict"),
+                AppError::Revision { missing, .. } => match missing {
+                    Missing::NeverExisted(_) => Answer::new(S::NOT_FOUND, "not-found"),
+                    Missing::Pruned(_) => Answer::new(S::GONE, "gone"),
+                },
             },
         }
     }

@@ -329,7 +329,7 @@ pub fn is_deleting(cluster: &Cluster) -> bool {
     cluster.metadata.deletion_timestamp.is_some()
 }
 
-fn to_chrono(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
+pub fn to_chrono(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
     DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
         .unwrap_or_default()
 }
