@@ -245,10 +245,7 @@ async fn kubernetes_revisions_are_controller_revisions_every_replica_sees() {
     let one = serve_ready(&kube).await;
     let two = serve_ready(&kube).await;
     let (editor, viewer) = (one.as_user("editor").await, one.as_user("viewer").await);
-    kube_life(&kube, &editor, &viewer, &two).await;
-}
-
-async fn kube_life(kube: &KubeServer, editor: &Caller<'_>, viewer: &Caller<'_>, two: &TestApp) {
+    let (editor, viewer, kube, two) = (&editor, &viewer, &kube, &two);
     changes_and_a_rollback(editor, viewer).await;
     let before = revisions(viewer, "orders").await;
 
@@ -318,4 +315,39 @@ async fn kube_life(kube: &KubeServer, editor: &Caller<'_>, viewer: &Caller<'_>, 
     let history = revisions(viewer, "orders").await;
     assert_eq!(numbers(&history), [1]);
     assert_eq!(history[0]["kind"], "create");
+
+    // Deleted behind pgplane's back (kubectl, and no garbage collector):
+    // its revision stays, owned by a Cluster that is gone, until a new
+    // database of the name replaces it with its own.
+    kube.clusters()
+        .delete("orders", &Default::default())
+        .await
+        .unwrap();
+    one.wait_gone(editor, "orders", Duration::from_secs(10))
+        .await;
+    let left = controller_revisions(kube, "orders").await;
+    assert_eq!(left.len(), 1);
+    let (status, body) = editor
+        .post(
+            "/api/v1/databases",
+            json!({"name": "orders", "instances": 2}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let history = revisions(viewer, "orders").await;
+    assert_eq!(numbers(&history), [1]);
+    assert_eq!(history[0]["spec"]["instances"], 2);
+    let uid = kube
+        .clusters()
+        .get("orders")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let objects = controller_revisions(kube, "orders").await;
+    assert_eq!(objects.len(), 1);
+    let owner = &objects[0].metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.uid, uid);
+    assert_ne!(objects[0].metadata.uid, left[0].metadata.uid);
 }

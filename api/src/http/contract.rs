@@ -866,4 +866,26 @@ async fn pruned_revisions_are_gone_and_the_current_one_stays() {
         .await;
     assert_eq!(back.status, StatusCode::ACCEPTED, "{}", back.body);
     assert_eq!(back.body["instances"], 3);
+    // To the current spec: still a revision, asked for by number, with no changes.
+    let same = h
+        .rollback("orders", Role::Editor, json!({"revision": 6}), None)
+        .await;
+    assert_eq!(same.status, StatusCode::ACCEPTED, "{}", same.body);
+    assert_eq!(same.body["revision"], 7);
+    let made = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/revisions/7",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (made.body["kind"].clone(), made.body["from"].clone()),
+        (json!("rollback"), json!(6))
+    );
+    assert_eq!(made.body["changes"], json!({}));
+    // An update that changes nothing makes none.
+    let none = h.patch("orders", json!({"instances": 3})).await;
+    assert_eq!(none.body["revision"], 7);
 }
