@@ -60,9 +60,8 @@ async fn changes_and_a_rollback(editor: &Caller<'_>, viewer: &Caller<'_>) {
     let (status, body) = editor
         .post(
             "/api/v1/databases",
-            // A parameter in every revision: the test API server (1.20)
-            // cannot apply a Cluster whose last parameter goes (its
-            // server-side apply leaves the emptied map null).
+            // A parameter that stays through the rollback, beside one
+            // that goes.
             json!({"name": "orders", "storage": "1Gi", "labels": {"team": "a"},
                    "parameters": {"max_connections": "50"}}),
         )
@@ -297,6 +296,16 @@ async fn kubernetes_revisions_are_controller_revisions_every_replica_sees() {
         [6, 5, 4, 3]
     );
     assert_eq!(controller_revisions(kube, "orders").await.len(), 4);
+
+    // Back to no parameters at all.
+    let (status, body) = editor
+        .patch(
+            "/api/v1/databases/orders",
+            json!({"parameters": {"max_connections": null}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["parameters"], json!({}));
 
     // Deleted with the database (no garbage collector runs here).
     let (status, body) = editor.delete("/api/v1/databases/orders").await;

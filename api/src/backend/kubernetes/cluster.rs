@@ -179,7 +179,11 @@ pub fn render(spec: &DatabaseSpec, namespace: &str, stamp: &Stamp) -> Cluster {
             storage: Some(StorageConfiguration {
                 size: Some(spec.storage.clone()),
             }),
-            postgresql: Some(PostgresConfiguration {
+            // Without parameters, no `postgresql` at all: an apply naming
+            // an emptied map leaves it null on some API servers (1.20's
+            // server-side apply), which the CRD refuses; left out, the
+            // fields pgplane owned there are removed.
+            postgresql: (!spec.parameters.is_empty()).then(|| PostgresConfiguration {
                 parameters: spec.parameters.clone(),
             }),
             bootstrap: Some(BootstrapConfiguration {
