@@ -210,11 +210,35 @@ def server_p99(before, after, route):
     return {"requests": int(total), "p99_at_most_ms": p99 * 1000, "within_5ms": round(within_5ms, 4)}
 
 
+def snapshot_ms(base, token):
+    """Milliseconds from sending `GET /databases?watch=true` to the end of
+    its snapshot event, read off a plain socket; and the databases in it."""
+    import socket
+    import urllib.parse
+    url = urllib.parse.urlparse(base)
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        started = time.monotonic()
+        sock.sendall((f"GET {url.path}/databases?watch=true HTTP/1.1\r\nHost: bench\r\n"
+                      f"Authorization: Bearer {token}\r\n\r\n").encode())
+        buf = b""
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise SystemExit("the stream ended before its snapshot")
+            buf += chunk
+            at = buf.find(b"event: snapshot\ndata: ")
+            if at >= 0 and buf.find(b"\n\n", at) >= 0:
+                elapsed = (time.monotonic() - started) * 1000
+                data = buf[at + len(b"event: snapshot\ndata: "):buf.find(b"\n\n", at)]
+                return elapsed, len(json.loads(data)["items"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--transitions", type=int, default=100)
     ap.add_argument("--vus", type=int, default=8)
+    ap.add_argument("--snapshots", type=int, default=21, help="watch streams opened to time their snapshot")
     ap.add_argument("--duration", default="30s")
     ap.add_argument("--binary", default="target/release/pgplane")
     ap.add_argument("--out", default=f"loadtests/results/{time.strftime('%Y-%m-%d')}")
@@ -250,6 +274,12 @@ def main():
             time.sleep(0.05)
         time.sleep(2)
         rss_synced = app.rss_kib()
+        # The first snapshot of a watch stream, with every Cluster in it.
+        snapshots = []
+        for _ in range(args.snapshots):
+            ms, n = snapshot_ms(app.base, app.token)
+            assert n == args.clusters, f"a snapshot of {n} databases, not {args.clusters}"
+            snapshots.append(ms)
         cursors = [""]
         status, page = app.call("GET", "/databases?limit=50")
         while page["next_cursor"]:
@@ -331,6 +361,8 @@ def main():
             "transition_ms": {"n": len(latency), "p50": round(pct(latency, 50) * 1000, 1),
                               "p99": round(pct(latency, 99) * 1000, 1),
                               "max": round(max(latency) * 1000, 1)},
+            "watch_snapshot_ms": {"n": len(snapshots), "p50": round(pct(snapshots, 50), 1),
+                                  "max": round(max(snapshots), 1)},
             "k6_exit": k6.returncode,
         }
         r = result
@@ -346,6 +378,8 @@ def main():
                  f"{r['reads']['list_page_ms']['p(99)']} ms | {r['reads']['list_page_ms']['max']} ms | <= 5 ms p99 |",
                  f"| status write -> service_event ({len(latency)} transitions) | {r['transition_ms']['p50']} ms | "
                  f"{r['transition_ms']['p99']} ms | {r['transition_ms']['max']} ms | < 1 s p99 |",
+                 f"| watch=true: first snapshot of {args.clusters} databases, at the client ({len(snapshots)} streams) | "
+                 f"{r['watch_snapshot_ms']['p50']} ms | | {r['watch_snapshot_ms']['max']} ms | <= 50 ms |",
                  f"| POST /databases (create, sequential) | {r['create_ms']['p50']} ms | {r['create_ms']['p99']} ms | | |",
                  "",
                  "pgplane's own histogram of the same requests (`pgplane_http_request_duration_seconds`, "

@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Most PostgreSQL instances the local backend runs at once, over all databases.
     #[arg(long, env = "PGPLANE_MAX_INSTANCES", default_value = "24")]
     pub max_instances: String,
+    /// Revisions kept per database, 1 to 1000; older ones are pruned, the current one never.
+    #[arg(long, env = "PGPLANE_REVISION_HISTORY", default_value = "20")]
+    pub revision_history: String,
     /// HS256 secret for tokens, at least 32 bytes.
     #[arg(long, env = "PGPLANE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -166,6 +169,8 @@ pub struct Settings {
     /// `None`: whatever major the local PostgreSQL binaries are.
     pub postgres_versions: Option<Vec<u32>>,
     pub max_instances: u32,
+    /// Revisions kept per database.
+    pub revision_history: u32,
     /// Bytes of the largest storage a database may ask for.
     pub max_storage_bytes: u128,
     pub jwt_secret: JwtSecretSource,
@@ -274,6 +279,22 @@ impl Settings {
                 bad(
                     "PGPLANE_MAX_INSTANCES",
                     format!("{:?} is not a positive integer", args.max_instances),
+                )
+            })?;
+        let max_history = crate::model::revision::MAX_HISTORY;
+        let revision_history = args
+            .revision_history
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max_history).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "PGPLANE_REVISION_HISTORY",
+                    format!(
+                        "{:?} is not a whole number of revisions from 1 to {max_history}",
+                        args.revision_history
+                    ),
                 )
             })?;
         let jwt_secret =
@@ -469,6 +490,7 @@ impl Settings {
             pg_user: args.pg_user,
             postgres_versions,
             max_instances,
+            revision_history,
             max_storage_bytes,
             jwt_secret,
             token_ttl,
@@ -690,6 +712,9 @@ mod tests {
             ),
             (&["--log-format", "xml"], "PGPLANE_LOG_FORMAT"),
             (&["--max-instances", "0"], "PGPLANE_MAX_INSTANCES"),
+            (&["--revision-history", "0"], "PGPLANE_REVISION_HISTORY"),
+            (&["--revision-history", "many"], "PGPLANE_REVISION_HISTORY"),
+            (&["--revision-history", "1001"], "PGPLANE_REVISION_HISTORY"),
             (&["--pg-bindir", "/nonexistent"], "PGPLANE_PG_BINDIR"),
             (&["--namespace", "Bad_NS"], "PGPLANE_NAMESPACE"),
             (&["--admin-password", "short"], "PGPLANE_ADMIN_PASSWORD"),

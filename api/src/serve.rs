@@ -105,6 +105,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
                 settings.pg_bindir.as_deref(),
                 &settings.pg_user,
                 settings.max_instances,
+                settings.revision_history,
                 metrics.clone(),
                 events.clone(),
             )
@@ -133,6 +134,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
                 &KubeSettings {
                     namespace: settings.namespace.clone(),
                     kubeconfig: settings.kubeconfig.clone(),
+                    revision_history: settings.revision_history,
                 },
                 metrics.clone(),
                 events.clone(),

@@ -70,7 +70,12 @@ async fn set_parameters(app: &TestApp, db: &str, parameters: &[(&str, &str)]) ->
             .collect::<BTreeMap<_, _>>(),
         labels: current.labels,
     };
-    let updated = app.backend().update(spec, current.revision).await.unwrap();
+    let change = pgplane::model::Change::new(pgplane::model::RevisionKind::Update, "test", None);
+    let updated = app
+        .backend()
+        .update(spec, current.revision, &change)
+        .await
+        .unwrap();
     updated.revision
 }
 

@@ -12,10 +12,11 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ResourceQuota, Secret};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -993,9 +994,21 @@ async fn the_printed_role_is_sufficient_and_minimal() {
         .patch("/api/v1/databases/orders", json!({"instances": 2}))
         .await;
     assert_eq!(status, 202, "{body}");
+    // The revision history: read, rolled back, pruned, deleted.
+    let (status, body) = alice.get("/api/v1/databases/orders/revisions").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"].as_array().unwrap().len(), 2, "{body}");
+    let (status, body) = alice
+        .post("/api/v1/databases/orders/rollback", json!({"revision": 1}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let revisions: Api<ControllerRevision> = Api::namespaced(kube.admin.clone(), NAMESPACE);
+    let of_orders = ListParams::default().labels("pgplane.io/database=orders");
+    assert_eq!(revisions.list(&of_orders).await.unwrap().items.len(), 3);
     let (status, body) = alice.delete("/api/v1/databases/orders").await;
     assert!(status == 202 || status == 204, "{status} {body}");
     app.wait_gone(&alice, "orders", STATE_DEADLINE).await;
+    assert!(revisions.list(&of_orders).await.unwrap().items.is_empty());
     drop(app);
 
     // Minimal: without any one verb, readiness names exactly that one.
@@ -1046,12 +1059,25 @@ async fn the_printed_role_is_sufficient_and_minimal() {
                         .await,
                 ),
                 ("clusters", "delete") => Some(alice.delete("/api/v1/databases/probe").await),
+                // The create's first revision cannot be made: the Cluster goes again.
+                ("controllerrevisions", "create") => Some(
+                    alice
+                        .post("/api/v1/databases", json!({"name": "fresh"}))
+                        .await,
+                ),
+                ("controllerrevisions", "list") => {
+                    Some(alice.get("/api/v1/databases/probe/revisions").await)
+                }
                 ("secrets", "get") => Some(alice.get("/api/v1/databases/probe/credentials").await),
                 _ => None,
             };
             if let Some((status, body)) = failing_request {
                 assert_eq!(status, 503, "without {want}: {body}");
             }
+            assert!(
+                raw_cluster(&kube, "fresh").await.is_none(),
+                "a failed create leaves no Cluster (without {want})"
+            );
         }
     }
 }

@@ -1,13 +1,15 @@
 //! What each database operation does: the rules of the model, the
-//! backend's own checks, the audit record written ahead of the change, and
-//! the merge-patch read-modify-write with its precondition.
+//! backend's own checks, the audit record written ahead of the change, the
+//! merge-patch read-modify-write with its precondition, and the revision
+//! history with its rollback.
 
 use serde_json::{Map, Value};
 
 use super::{App, AppError};
 use crate::backend::{BackendError, DeleteOutcome};
 use crate::model::paging::{ListQuery, Page};
-use crate::model::{self, Credentials, Database};
+use crate::model::revision::{self, RevisionQuery};
+use crate::model::{self, Change, Credentials, Database, Revision, RevisionKind};
 use crate::records::Draft;
 
 /// How often a merge patch without `If-Match` is tried again when another
@@ -18,6 +20,14 @@ const UPDATE_ATTEMPTS: usize = 5;
 pub struct Updated {
     pub database: Database,
     pub changes: Map<String, Value>,
+}
+
+/// An accepted rollback: the database as it now stands, what changed, and
+/// the storage kept because the revision had less (storage never shrinks).
+pub struct RolledBack {
+    pub database: Database,
+    pub changes: Map<String, Value>,
+    pub kept_storage: Option<String>,
 }
 
 /// What a delete found.
@@ -53,7 +63,8 @@ impl App {
         let spec = model::parse_create(body, &self.limits)?;
         self.backend.validate(&spec).await?;
         draft.write_ahead(&self.audit, 202).await?;
-        Ok(self.backend.create(spec, owner).await?)
+        let change = Change::new(RevisionKind::Create, owner, Some(&draft.request_id()));
+        Ok(self.backend.create(spec, &change).await?)
     }
 
     /// Applies a merge patch. With `if_match`, the database must still be
@@ -65,27 +76,91 @@ impl App {
         name: &str,
         patch: &Value,
         if_match: Option<&str>,
+        by: &str,
     ) -> Result<Updated, AppError> {
+        let change = Change::new(RevisionKind::Update, by, Some(&draft.request_id()));
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.backend.get(name).await?;
             // A patch that is wrong whatever the revision is refused as such
             // before the precondition is looked at.
             let spec = current.spec();
             let next = model::apply_patch(&spec, patch, &self.limits)?;
-            if let Some(tag) = if_match {
-                if !etag_matches(tag, current.revision) {
-                    return Err(AppError::PreconditionFailed {
-                        if_match: tag.to_owned(),
-                        current: current.revision,
-                    });
-                }
-            }
+            precondition(if_match, current.revision)?;
             self.backend.validate(&next).await?;
             let changes = model::spec_changes(&spec, &next);
             draft.set_changes(changes.clone());
             draft.write_ahead(&self.audit, 202).await?;
-            match self.backend.update(next, current.revision).await {
+            match self.backend.update(next, current.revision, &change).await {
                 Ok(database) => return Ok(Updated { database, changes }),
+                Err(BackendError::RevisionMismatch { .. }) if if_match.is_none() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::TooManyConflicts(name.to_owned()))
+    }
+
+    /// A page of a database's revisions, newest first.
+    pub async fn revisions(
+        &self,
+        name: &str,
+        query: &RevisionQuery,
+    ) -> Result<Page<Revision>, AppError> {
+        Ok(query.page(self.backend.revisions(name).await?))
+    }
+
+    /// Revision `n` of a database: never made, or pruned since, are told apart.
+    pub async fn revision(&self, name: &str, n: u64) -> Result<Revision, AppError> {
+        let current = self.backend.get(name).await?;
+        let history = self.backend.revisions(name).await?;
+        revision::find(&history, current.revision, n)
+            .cloned()
+            .map_err(|missing| AppError::Revision {
+                name: name.to_owned(),
+                missing,
+            })
+    }
+
+    /// Makes the spec of revision `n` (from the body) the next revision,
+    /// keeping the current storage when `n` had less. The rules of a patch
+    /// judge the result, as they stand now, so a rollback can make nothing
+    /// that an update could not. Rolling back to a revision whose spec is
+    /// the current one still makes a revision: it was asked for by name,
+    /// and the history says so.
+    pub async fn rollback_database(
+        &self,
+        draft: &Draft,
+        name: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        by: &str,
+    ) -> Result<RolledBack, AppError> {
+        let n = revision::parse_rollback(body)?;
+        let change = Change::rollback(n, by, Some(&draft.request_id()));
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self.backend.get(name).await?;
+            precondition(if_match, current.revision)?;
+            let history = self.backend.revisions(name).await?;
+            let target = revision::find(&history, current.revision, n).map_err(|missing| {
+                AppError::Revision {
+                    name: name.to_owned(),
+                    missing,
+                }
+            })?;
+            let spec = current.spec();
+            let (patch, kept_storage) = revision::rollback_patch(&spec, &target.spec);
+            let next = model::apply_patch(&spec, &patch, &self.limits)?;
+            self.backend.validate(&next).await?;
+            let changes = model::spec_changes(&spec, &next);
+            draft.set_changes(changes.clone());
+            draft.write_ahead(&self.audit, 202).await?;
+            match self.backend.update(next, current.revision, &change).await {
+                Ok(database) => {
+                    return Ok(RolledBack {
+                        database,
+                        changes,
+                        kept_storage,
+                    })
+                }
                 Err(BackendError::RevisionMismatch { .. }) if if_match.is_none() => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -119,6 +194,17 @@ impl App {
         let credentials = self.backend.credentials(name).await?;
         tracing::info!(database = %name, "credentials read");
         Ok(credentials)
+    }
+}
+
+/// `PreconditionFailed` unless `if_match` (when given) names `revision`.
+fn precondition(if_match: Option<&str>, revision: u64) -> Result<(), AppError> {
+    match if_match {
+        Some(tag) if !etag_matches(tag, revision) => Err(AppError::PreconditionFailed {
+            if_match: tag.to_owned(),
+            current: revision,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use crate::auth::{Auth, AuthError, Caller, Login};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::Metrics;
+use crate::model::revision::Missing;
 use crate::model::{Invalid, Limits, Role};
 use crate::records::{Audit, Draft, Events, RecordsError};
 
-pub use databases::{etag, Deleted, Updated};
+pub use databases::{etag, Deleted, RolledBack, Updated};
 pub use streams::{DatabaseWatch, EventFollow, Next, Resume, StreamSlot, Streams};
 
 /// What every request may use.
@@ -53,6 +54,9 @@ pub enum AppError {
     TooManyConflicts(String),
     #[error("{0} change streams are open, as many as this server allows (PGPLANE_MAX_STREAMS); try again later")]
     TooManyStreams(usize),
+    /// A revision of a database that exists, never made or pruned since.
+    #[error("database {name}: {missing}")]
+    Revision { name: String, missing: Missing },
 }
 
 /// The actor of a failed login whose username is no user's.

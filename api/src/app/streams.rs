@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 
 use super::{App, AppError};
-use crate::backend::{BackendError, Change, Published};
+use crate::backend::{BackendError, FeedEvent, Published};
 use crate::metrics::Metrics;
 use crate::model::Database;
 use crate::records::{EventQuery, ServiceEvent};
@@ -113,7 +113,8 @@ impl DatabaseWatch {
             };
             let db = published.change.database();
             let was = held.contains(&db.name);
-            let now = matches!(published.change, Change::Changed(_)) && selects(&self.labels, db);
+            let now =
+                matches!(published.change, FeedEvent::Changed(_)) && selects(&self.labels, db);
             match (was, now) {
                 (_, true) => {
                     held.insert(db.name.clone());
@@ -122,8 +123,8 @@ impl DatabaseWatch {
                 (true, false) => {
                     held.remove(&db.name);
                     return Next::Item(match &published.change {
-                        Change::Deleted(_) => published,
-                        Change::Changed(db) => Published::deleted(db.clone()),
+                        FeedEvent::Deleted(_) => published,
+                        FeedEvent::Changed(db) => Published::deleted(db.clone()),
                     });
                 }
                 (false, false) => continue,

@@ -23,17 +23,17 @@ pub const FEED_CAPACITY: usize = 4096;
 
 /// What happened to one database.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub enum FeedEvent {
     /// Made, or any field of it changed: the whole database as it is now.
     Changed(Database),
     /// Gone: the database as it was last shown.
     Deleted(Database),
 }
 
-impl Change {
+impl FeedEvent {
     pub fn database(&self) -> &Database {
         match self {
-            Change::Changed(db) | Change::Deleted(db) => db,
+            FeedEvent::Changed(db) | FeedEvent::Deleted(db) => db,
         }
     }
 }
@@ -42,12 +42,12 @@ impl Change {
 /// subscriber needs it first, and shared by all.
 #[derive(Debug)]
 pub struct Published {
-    pub change: Change,
+    pub change: FeedEvent,
     json: OnceLock<Vec<u8>>,
 }
 
 impl Published {
-    fn new(change: Change) -> Arc<Published> {
+    fn new(change: FeedEvent) -> Arc<Published> {
         Arc::new(Published {
             change,
             json: OnceLock::new(),
@@ -56,7 +56,7 @@ impl Published {
 
     /// The going of `database`, for a subscriber that stops seeing it.
     pub fn deleted(database: Database) -> Arc<Published> {
-        Published::new(Change::Deleted(database))
+        Published::new(FeedEvent::Deleted(database))
     }
 
     /// The database of the change, as JSON.
@@ -97,14 +97,16 @@ impl Feed {
         }
         shown.insert(database.name.clone(), database.clone());
         // No subscriber is no error: the change is simply not sent.
-        let _ = self.sender.send(Published::new(Change::Changed(database)));
+        let _ = self
+            .sender
+            .send(Published::new(FeedEvent::Changed(database)));
     }
 
     /// Tells subscribers that `name` is gone, if it was shown.
     pub fn remove(&self, name: &str) {
         let mut shown = self.shown.lock().expect("not poisoned");
         if let Some(last) = shown.remove(name) {
-            let _ = self.sender.send(Published::new(Change::Deleted(last)));
+            let _ = self.sender.send(Published::new(FeedEvent::Deleted(last)));
         }
     }
 
@@ -155,9 +157,9 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                Change::Changed(db("a", 1)),
-                Change::Changed(db("b", 0)),
-                Change::Deleted(db("a", 1)),
+                FeedEvent::Changed(db("a", 1)),
+                FeedEvent::Changed(db("b", 0)),
+                FeedEvent::Deleted(db("a", 1)),
             ],
             "the unchanged publication is not sent"
         );
@@ -165,7 +167,7 @@ mod tests {
         let mut late = late;
         assert_eq!(
             late.changes.try_recv().unwrap().change,
-            Change::Deleted(db("a", 1)),
+            FeedEvent::Deleted(db("a", 1)),
             "a later subscriber gets what came after its snapshot only"
         );
         assert_eq!(feed.names(), vec!["b".to_owned()]);

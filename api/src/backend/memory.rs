@@ -11,17 +11,37 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::{Backend, BackendError, DeleteOutcome, Feed};
-use crate::model::{Credentials, Database, DatabaseSpec, State};
+use crate::model::revision::{prune, DEFAULT_HISTORY};
+use crate::model::{Change, Credentials, Database, DatabaseSpec, Revision, State};
 
-#[derive(Default)]
 pub struct MemoryBackend {
     databases: Mutex<BTreeMap<String, Database>>,
+    /// Each database's revisions, newest first, pruned to `history`.
+    revisions: Mutex<BTreeMap<String, Vec<Revision>>>,
+    history: u32,
     /// The error the next call answers with, whatever it is.
     next_failure: Mutex<Option<BackendError>>,
     feed: Feed,
 }
 
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend::with_history(DEFAULT_HISTORY)
+    }
+}
+
 impl MemoryBackend {
+    /// A backend keeping `history` revisions per database.
+    pub fn with_history(history: u32) -> MemoryBackend {
+        MemoryBackend {
+            databases: Mutex::default(),
+            revisions: Mutex::default(),
+            history,
+            next_failure: Mutex::default(),
+            feed: Feed::default(),
+        }
+    }
+
     /// Makes the next call fail with `e`.
     pub fn fail_next(&self, e: BackendError) {
         *self.next_failure.lock().expect("not poisoned") = Some(e);
@@ -32,6 +52,11 @@ impl MemoryBackend {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// The revision a database is at now.
+    pub fn get_revision(&self, name: &str) -> u64 {
+        self.databases().get(name).map_or(0, |d| d.revision)
     }
 
     fn databases(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Database>> {
@@ -58,17 +83,22 @@ impl Backend for MemoryBackend {
         self.check()
     }
 
-    async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError> {
+    async fn create(&self, spec: DatabaseSpec, change: &Change) -> Result<Database, BackendError> {
         self.check()?;
         let mut all = self.databases();
         if all.contains_key(&spec.name) {
             return Err(BackendError::AlreadyExists(spec.name));
         }
-        let mut db = Database::of(spec, owner).in_state(State::Creating, 0);
-        db.created_at = Utc::now();
+        let revision = Revision::new(1, &spec, None, change, Utc::now());
+        let mut db = Database::of(spec, &change.by).in_state(State::Creating, 0);
+        db.created_at = revision.at;
         db.updated_at = db.created_at;
         all.insert(db.name.clone(), db.clone());
         self.feed.publish(db.clone());
+        self.revisions
+            .lock()
+            .expect("not poisoned")
+            .insert(db.name.clone(), vec![revision]);
         Ok(db)
     }
 
@@ -76,6 +106,7 @@ impl Backend for MemoryBackend {
         &self,
         spec: DatabaseSpec,
         expected_revision: u64,
+        change: &Change,
     ) -> Result<Database, BackendError> {
         self.check()?;
         let mut all = self.databases();
@@ -88,15 +119,37 @@ impl Backend for MemoryBackend {
                 current: db.revision,
             });
         }
-        let revision = db.revision + 1;
+        let before = db.spec();
+        if before == spec && !change.always_recorded() {
+            return Ok(db.clone());
+        }
+        let revision = Revision::new(db.revision + 1, &spec, Some(&before), change, Utc::now());
         *db = Database {
-            revision,
+            revision: revision.revision,
             created_at: db.created_at,
-            updated_at: Utc::now(),
+            updated_at: revision.at,
             ..Database::of(spec, &db.owner).in_state(State::Updating, db.ready_instances)
         };
         self.feed.publish(db.clone());
+        let mut revisions = self.revisions.lock().expect("not poisoned");
+        let history = revisions.entry(db.name.clone()).or_default();
+        history.push(revision);
+        prune(history, self.history);
         Ok(db.clone())
+    }
+
+    async fn revisions(&self, name: &str) -> Result<Vec<Revision>, BackendError> {
+        self.check()?;
+        if !self.databases().contains_key(name) {
+            return Err(BackendError::NotFound(name.into()));
+        }
+        Ok(self
+            .revisions
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError> {

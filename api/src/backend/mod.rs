@@ -12,8 +12,8 @@ pub mod memory;
 use async_trait::async_trait;
 
 use crate::model::paging::{ListQuery, Page};
-use crate::model::{Credentials, Database, DatabaseSpec, Invalid};
-pub use feed::{Change, Feed, Published, Subscription};
+use crate::model::{Change, Credentials, Database, DatabaseSpec, Invalid, Revision};
+pub use feed::{Feed, FeedEvent, Published, Subscription};
 
 /// The underlying failure of a backend error, kept for the log.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
@@ -102,17 +102,27 @@ pub trait Backend: Send + Sync + 'static {
     /// exists in its PostgreSQL); the pure rules of [`crate::model`] have run.
     async fn validate(&self, spec: &DatabaseSpec) -> Result<(), BackendError>;
 
-    /// Records the database and starts making it; answers at once with the
-    /// database in state `creating`. `AlreadyExists` when the name is taken.
-    async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError>;
+    /// Records the database, owned by `change.by`, with its first revision,
+    /// and starts making it; answers at once with the database in state
+    /// `creating`. `AlreadyExists` when the name is taken.
+    async fn create(&self, spec: DatabaseSpec, change: &Change) -> Result<Database, BackendError>;
 
     /// Replaces the spec if the database is still at `expected_revision`,
-    /// bumping the revision, and starts the work in the background.
+    /// bumping the revision, and starts the work in the background. The new
+    /// revision is kept with the spec, in the same step, and the history
+    /// pruned to its depth; a change that leaves the spec as it is makes no
+    /// revision unless [`Change::always_recorded`].
     async fn update(
         &self,
         spec: DatabaseSpec,
         expected_revision: u64,
+        change: &Change,
     ) -> Result<Database, BackendError>;
+
+    /// The revisions kept of a database, newest first; `NotFound` when the
+    /// database does not exist. A database made before revisions were kept
+    /// shows one for its current spec.
+    async fn revisions(&self, name: &str) -> Result<Vec<Revision>, BackendError>;
 
     /// Starts removing the database and everything it owns.
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError>;

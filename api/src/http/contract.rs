@@ -66,6 +66,10 @@ impl Answer {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_backend(MemoryBackend::default())
+    }
+
+    fn with_backend(backend: MemoryBackend) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let hash = password::hash("correct horse");
         let users = Users::from_yaml(
@@ -76,7 +80,7 @@ impl Harness {
         )
         .unwrap();
         let metrics = Arc::new(Metrics::new());
-        let backend = Arc::new(MemoryBackend::default());
+        let backend = Arc::new(backend);
         let app = Arc::new(App {
             backend: backend.clone(),
             auth: Auth::new(
@@ -181,6 +185,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         }
         ("POST", "/api/v1/databases") => Some(json!({"name": "fresh"})),
         ("PATCH", _) => Some(json!({"labels": {"tier": "gold"}})),
+        ("POST", "/api/v1/databases/{name}/rollback") => Some(json!({"revision": 1})),
         _ => None,
     }
 }
@@ -191,7 +196,10 @@ async fn every_route_admits_exactly_the_roles_it_declares() {
     assert_eq!(h.create("orders").await.status, StatusCode::ACCEPTED);
     let mut checked = 0;
     for route in routes::infos() {
-        let uri = route.path.replace("{name}", "orders");
+        let uri = route
+            .path
+            .replace("{name}", "orders")
+            .replace("{revision}", "1");
         let body = body_for(&route.method, &route.path);
         let Access::Role(needs) = route.access else {
             let anonymous = Harness::request(route.method.clone(), &uri, None, body.as_ref());
@@ -269,7 +277,7 @@ async fn the_router_and_the_openapi_document_list_the_same_routes() {
     );
     // Every documented route is served: the router knows its path and method.
     for (method, path) in &in_document {
-        let uri = path.replace("{name}", "nosuch");
+        let uri = path.replace("{name}", "nosuch").replace("{revision}", "1");
         let method: Method = method.parse().unwrap();
         let answer = h
             .send(Harness::request(method.clone(), &uri, None, None))
@@ -608,4 +616,284 @@ async fn a_delete_is_accepted_then_idempotent() {
         (gone.status, gone.body),
         (StatusCode::NO_CONTENT, Value::Null)
     );
+}
+
+impl Harness {
+    async fn patch(&self, name: &str, patch: Value) -> Answer {
+        self.call(
+            Method::PATCH,
+            &format!("/api/v1/databases/{name}"),
+            Role::Editor,
+            Some(patch),
+        )
+        .await
+    }
+
+    async fn rollback(
+        &self,
+        name: &str,
+        role: Role,
+        body: Value,
+        if_match: Option<&str>,
+    ) -> Answer {
+        let mut r = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/v1/databases/{name}/rollback"))
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.token(role)),
+            )
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(tag) = if_match {
+            r = r.header(header::IF_MATCH, tag);
+        }
+        self.send(r.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+}
+
+#[tokio::test]
+async fn every_change_is_a_revision_and_a_rollback_keeps_storage() {
+    let h = Harness::new();
+    assert_eq!(h.create("orders").await.status, StatusCode::ACCEPTED);
+    for patch in [
+        json!({"instances": 2, "storage": "2Gi"}),
+        json!({"instances": 3}),
+        json!({"parameters": {"work_mem": "8MB"}}),
+    ] {
+        assert_eq!(h.patch("orders", patch).await.status, StatusCode::ACCEPTED);
+    }
+    let listed = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/revisions",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let items = listed.body["items"].as_array().unwrap();
+    let numbers: Vec<_> = items
+        .iter()
+        .map(|r| r["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [4, 3, 2, 1], "newest first");
+    assert_eq!(items[3]["kind"], "create");
+    assert_eq!(items[3]["changes"], json!({}));
+    assert_eq!(items[3]["by"], "editor");
+    assert_eq!(
+        items[2]["changes"],
+        json!({"instances": [1, 2], "storage": ["1Gi", "2Gi"]})
+    );
+    assert_eq!(items[1]["changes"], json!({"instances": [2, 3]}));
+    assert_eq!(
+        items[0]["changes"],
+        json!({"parameters": [{}, {"work_mem": "8MB"}]})
+    );
+    assert_eq!(items[0]["spec"]["instances"], 3);
+    assert_eq!(items[0]["kind"], "update");
+    // Paged like every list.
+    let first = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/revisions?limit=3",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let rest = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/databases/orders/revisions?limit=3&cursor={cursor}"),
+            Role::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(rest.body["items"][0]["revision"], 1);
+    assert_eq!(rest.body["next_cursor"], Value::Null);
+
+    let one = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/revisions/2",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.body["spec"]["storage"], "2Gi");
+    for never in ["0", "5"] {
+        h.call(
+            Method::GET,
+            &format!("/api/v1/databases/orders/revisions/{never}"),
+            Role::Viewer,
+            None,
+        )
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    }
+    h.call(
+        Method::GET,
+        "/api/v1/databases/orders/revisions/two",
+        Role::Viewer,
+        None,
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST);
+    h.call(
+        Method::GET,
+        "/api/v1/databases/nosuch/revisions",
+        Role::Viewer,
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+
+    // Refusals change nothing: a viewer, a stale tag, a bad body, no such revision.
+    h.rollback("orders", Role::Viewer, json!({"revision": 1}), None)
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    h.rollback(
+        "orders",
+        Role::Editor,
+        json!({"revision": 1}),
+        Some("\"3\""),
+    )
+    .await
+    .problem(StatusCode::PRECONDITION_FAILED);
+    let bad = h
+        .rollback("orders", Role::Editor, json!({"revision": "1"}), None)
+        .await;
+    assert_eq!(
+        bad.problem(StatusCode::UNPROCESSABLE_ENTITY)["errors"][0]["field"],
+        "revision"
+    );
+    h.rollback("orders", Role::Editor, json!({"revision": 9}), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    h.rollback("nosuch", Role::Editor, json!({"revision": 1}), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    assert_eq!(h.backend.get_revision("orders"), 4);
+
+    // Back to revision 1 (1Gi): storage stays at 2Gi, and the answer says so.
+    let back = h
+        .rollback(
+            "orders",
+            Role::Editor,
+            json!({"revision": 1}),
+            Some("\"4\""),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::ACCEPTED, "{}", back.body);
+    assert_eq!(back.headers[header::ETAG], "\"5\"");
+    assert_eq!(back.body["revision"], 5);
+    assert_eq!(back.body["instances"], 1);
+    assert_eq!(back.body["storage"], "2Gi");
+    assert_eq!(back.body["parameters"], json!({}));
+    assert_eq!(back.body["kept"], json!({"storage": "2Gi"}));
+    let made = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/revisions/5",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(made.body["kind"], "rollback");
+    assert_eq!(made.body["from"], 1);
+    assert_eq!(
+        made.body["changes"],
+        json!({"instances": [3, 1], "parameters": [{"work_mem": "8MB"}, {}]})
+    );
+    // To a revision with as much storage: nothing kept, nothing said.
+    let again = h
+        .rollback("orders", Role::Editor, json!({"revision": 3}), None)
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    assert!(again.body.get("kept").is_none(), "{}", again.body);
+
+    let trail = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/audit?action=database.rollback",
+            Role::Editor,
+            None,
+        )
+        .await;
+    let statuses: Vec<_> = trail.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 202, 404, 422, 412, 403]);
+    assert_eq!(
+        trail.body["items"][1]["changes"],
+        json!({"instances": [3, 1], "parameters": [{"work_mem": "8MB"}, {}]})
+    );
+}
+
+#[tokio::test]
+async fn pruned_revisions_are_gone_and_the_current_one_stays() {
+    let h = Harness::with_backend(MemoryBackend::with_history(3));
+    assert_eq!(h.create("orders").await.status, StatusCode::ACCEPTED);
+    for n in 2..=5 {
+        let answer = h.patch("orders", json!({"instances": n})).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+    }
+    let listed = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/revisions",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    let numbers: Vec<_> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [5, 4, 3]);
+    h.call(
+        Method::GET,
+        "/api/v1/databases/orders/revisions/2",
+        Role::Viewer,
+        None,
+    )
+    .await
+    .problem(StatusCode::GONE);
+    h.rollback("orders", Role::Editor, json!({"revision": 1}), None)
+        .await
+        .problem(StatusCode::GONE);
+    let back = h
+        .rollback("orders", Role::Editor, json!({"revision": 3}), None)
+        .await;
+    assert_eq!(back.status, StatusCode::ACCEPTED, "{}", back.body);
+    assert_eq!(back.body["instances"], 3);
+    // To the current spec: still a revision, asked for by number, with no changes.
+    let same = h
+        .rollback("orders", Role::Editor, json!({"revision": 6}), None)
+        .await;
+    assert_eq!(same.status, StatusCode::ACCEPTED, "{}", same.body);
+    assert_eq!(same.body["revision"], 7);
+    let made = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/revisions/7",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (made.body["kind"].clone(), made.body["from"].clone()),
+        (json!("rollback"), json!(6))
+    );
+    assert_eq!(made.body["changes"], json!({}));
+    // An update that changes nothing makes none.
+    let none = h.patch("orders", json!({"instances": 3})).await;
+    assert_eq!(none.body["revision"], 7);
 }

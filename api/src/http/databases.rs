@@ -14,11 +14,12 @@ use super::extract::{JsonBody, MergePatch, QueryPairs};
 use super::problem::{HttpError, Problem};
 use super::sse::{self, Hangup, Source};
 use super::AppState;
-use crate::app::{etag, Deleted, Updated};
+use crate::app::{etag, Deleted, RolledBack, Updated};
 use crate::auth::Caller;
 use crate::model::paging::ListQuery;
+use crate::model::revision::{RevisionQuery, RollbackDoc};
 use crate::model::{
-    CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc, FieldError, Invalid,
+    CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc, FieldError, Invalid, Revision,
 };
 use crate::records::Draft;
 
@@ -166,25 +167,18 @@ pub async fn get(
 pub async fn update(
     State(app): State<AppState>,
     Extension(draft): Extension<Draft>,
+    caller: Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
     MergePatch(patch): MergePatch,
 ) -> Result<Response, HttpError> {
-    let if_match = match headers.get(IF_MATCH) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .filter(|t| is_entity_tag_list(t))
-                .ok_or_else(|| {
-                    HttpError::BadRequest("If-Match must be * or entity tags, such as \"4\"".into())
-                })?,
-        ),
-    };
+    let if_match = if_match(&headers)?;
     let Updated {
         database: db,
         changes,
-    } = app.update_database(&draft, &name, &patch, if_match).await?;
+    } = app
+        .update_database(&draft, &name, &patch, if_match, &caller.username)
+        .await?;
     tracing::info!(database = %db.name, changed = ?changes.keys().collect::<Vec<_>>(), "database update accepted");
     Ok((StatusCode::ACCEPTED, [(ETAG, etag(db.revision))], Json(db)).into_response())
 }
@@ -225,6 +219,145 @@ pub async fn credentials(
     Path(name): Path<String>,
 ) -> Result<Json<Credentials>, HttpError> {
     Ok(Json(app.credentials(&name).await?))
+}
+
+/// The `If-Match` header, when sent; a value that is not one is a 400.
+fn if_match(headers: &HeaderMap) -> Result<Option<&str>, HttpError> {
+    match headers.get(IF_MATCH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|t| is_entity_tag_list(t))
+            .map(Some)
+            .ok_or_else(|| {
+                HttpError::BadRequest("If-Match must be * or entity tags, such as \"4\"".into())
+            }),
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RevisionList {
+    /// Newest first.
+    pub items: Vec<Revision>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A database's kept revisions, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/databases/{name}/revisions", tag = "databases", security(("bearer" = [])),
+    params(
+        ("name" = String, Path),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page", min_length = 1),
+    ),
+    responses(
+        (status = 200, body = RevisionList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revisions(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<RevisionList>, HttpError> {
+    let query = RevisionQuery::parse(&pairs)?;
+    let page = app.revisions(&name, &query).await?;
+    Ok(Json(RevisionList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One revision: 404 when the database never had it, 410 when it was
+/// pruned from the history (`PGPLANE_REVISION_HISTORY`).
+#[utoipa::path(get, path = "/api/v1/databases/{name}/revisions/{revision}", tag = "databases", security(("bearer" = [])),
+    params(("name" = String, Path), ("revision" = u64, Path, minimum = 0)),
+    responses(
+        (status = 200, body = Revision),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revision(
+    State(app): State<AppState>,
+    Path((name, revision)): Path<(String, String)>,
+) -> Result<Json<Revision>, HttpError> {
+    let n = revision.parse::<u64>().map_err(|_| {
+        HttpError::BadRequest(format!(
+            "the revision must be a number from 1, not {revision:?}"
+        ))
+    })?;
+    Ok(Json(app.revision(&name, n).await?))
+}
+
+/// What a rollback did not take from its revision, kept as it is now.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Kept {
+    /// The current storage, kept because the revision had less: storage
+    /// never shrinks.
+    #[schema(example = "20Gi")]
+    pub storage: String,
+}
+
+/// The answer to a rollback: the database, and what was kept.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RolledBackDatabase {
+    #[serde(flatten)]
+    pub database: Database,
+    /// Present when a field of the revision was not taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Kept>,
+}
+
+/// Makes the spec of an earlier revision the next revision (storage is
+/// never shrunk: a smaller one is kept as it is, and `kept` says so).
+#[utoipa::path(post, path = "/api/v1/databases/{name}/rollback", tag = "databases", security(("bearer" = [])),
+    params(("name" = String, Path), ("If-Match" = Option<String>, Header, nullable = false, description = "ETag the rollback applies to (strong comparison: a weak tag never matches)",
+        pattern = r#"^(\*| *((W/)?"[^"]*")? *(, *((W/)?"[^"]*")? *)*)$"#)),
+    request_body = RollbackDoc,
+    responses(
+        (status = 202, body = RolledBackDatabase, headers(("ETag" = String))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 412, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn rollback(
+    State(app): State<AppState>,
+    Extension(draft): Extension<Draft>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, HttpError> {
+    let if_match = if_match(&headers)?;
+    let RolledBack {
+        database,
+        changes,
+        kept_storage,
+    } = app
+        .rollback_database(&draft, &name, &body, if_match, &caller.username)
+        .await?;
+    tracing::info!(database = %database.name, revision = database.revision,
+        changed = ?changes.keys().collect::<Vec<_>>(), "database rollback accepted");
+    let tag = etag(database.revision);
+    let answer = RolledBackDatabase {
+        database,
+        kept: kept_storage.map(|storage| Kept { storage }),
+    };
+    Ok((StatusCode::ACCEPTED, [(ETAG, tag)], Json(answer)).into_response())
 }
 
 /// Whether a header is `*` or a list of entity tags (RFC 9110 13.1.1,

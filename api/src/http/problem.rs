@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::app::AppError;
 use crate::auth::AuthError;
 use crate::backend::BackendError;
+use crate::model::revision::Missing;
 use crate::model::{FieldError, Invalid};
 use crate::records::RecordsError;
 
@@ -193,6 +194,10 @@ impl HttpError {
                 AppError::TooManyStreams(_) => {
                     Answer::new(S::SERVICE_UNAVAILABLE, "too-many-streams").retry_after(5)
                 }
+                AppError::Revision { missing, .. } => match missing {
+                    Missing::NeverExisted(_) => Answer::new(S::NOT_FOUND, "not-found"),
+                    Missing::Pruned(_) => Answer::new(S::GONE, "gone"),
+                },
             },
         }
     }

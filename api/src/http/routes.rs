@@ -172,6 +172,13 @@ pub fn table() -> Vec<Route> {
             Needs(Editor),
             Audit::Every(Action::CredentialsRead),
         ),
+        route::<databases::__path_revisions, _, _>(databases::revisions, Needs(Viewer), Audit::No),
+        route::<databases::__path_revision, _, _>(databases::revision, Needs(Viewer), Audit::No),
+        route::<databases::__path_rollback, _, _>(
+            databases::rollback,
+            Needs(Editor),
+            Audit::Every(Action::Rollback),
+        ),
         route::<records::__path_database_events, _, _>(
             records::database_events,
             Needs(Viewer),

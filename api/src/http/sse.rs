@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::app::{DatabaseWatch, EventFollow, Next, StreamSlot};
-use crate::backend::{Change, Published};
+use crate::backend::{FeedEvent, Published};
 use crate::model::Database;
 use crate::records::ServiceEvent;
 
@@ -111,8 +111,8 @@ pub fn snapshot_frame(databases: &[Database]) -> Bytes {
 
 fn change_frame(p: &Published) -> Bytes {
     let name = match p.change {
-        Change::Changed(_) => "changed",
-        Change::Deleted(_) => "deleted",
+        FeedEvent::Changed(_) => "changed",
+        FeedEvent::Deleted(_) => "deleted",
     };
     frame(name, None, p.json())
 }

@@ -9,11 +9,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// What the caller asks for: the desired state of one database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseSpec {
+    #[schema(example = "orders")]
     pub name: String,
+    #[schema(example = 16)]
     pub postgres_version: u32,
+    #[schema(example = 3, minimum = 1, maximum = 9)]
     pub instances: u32,
+    #[schema(example = "10Gi")]
     pub storage: String,
     pub parameters: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,

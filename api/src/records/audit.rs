@@ -35,6 +35,8 @@ pub enum Action {
     Update,
     #[serde(rename = "database.delete")]
     Delete,
+    #[serde(rename = "database.rollback")]
+    Rollback,
     #[serde(rename = "database.credentials_read")]
     CredentialsRead,
     /// A refused read of the audit trail (reads that are allowed are not
@@ -44,12 +46,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Login,
         Action::LoginFailed,
         Action::Create,
         Action::Update,
         Action::Delete,
+        Action::Rollback,
         Action::CredentialsRead,
         Action::AuditRead,
     ];
@@ -61,6 +64,7 @@ impl Action {
             Action::Create => "database.create",
             Action::Update => "database.update",
             Action::Delete => "database.delete",
+            Action::Rollback => "database.rollback",
             Action::CredentialsRead => "database.credentials_read",
             Action::AuditRead => "audit.read",
         }
@@ -125,7 +129,7 @@ pub struct AuditRecord {
     /// The HTTP status answered.
     pub status: u16,
     pub source_ip: String,
-    /// For updates: each changed field as `[before, after]`.
+    /// For updates and rollbacks: each changed field as `[before, after]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub changes: Option<Map<String, Value>>,
@@ -292,6 +296,11 @@ impl Draft {
 
     pub fn set_database(&self, database: &str) {
         self.state().database = Some(database.to_owned());
+    }
+
+    /// The request's id as the client sent it or pgplane made it.
+    pub fn request_id(&self) -> String {
+        self.state().request_id.clone()
     }
 
     pub fn set_changes(&self, changes: Map<String, Value>) {

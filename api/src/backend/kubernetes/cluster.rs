@@ -179,7 +179,11 @@ pub fn render(spec: &DatabaseSpec, namespace: &str, stamp: &Stamp) -> Cluster {
             storage: Some(StorageConfiguration {
                 size: Some(spec.storage.clone()),
             }),
-            postgresql: Some(PostgresConfiguration {
+            // Without parameters, no `postgresql` at all: an apply naming
+            // an emptied map leaves it null on some API servers (1.20's
+            // server-side apply), which the CRD refuses; left out, the
+            // fields pgplane owned there are removed.
+            postgresql: (!spec.parameters.is_empty()).then(|| PostgresConfiguration {
                 parameters: spec.parameters.clone(),
             }),
             bootstrap: Some(BootstrapConfiguration {
@@ -329,7 +333,7 @@ pub fn is_deleting(cluster: &Cluster) -> bool {
     cluster.metadata.deletion_timestamp.is_some()
 }
 
-fn to_chrono(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
+pub fn to_chrono(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
     DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
         .unwrap_or_default()
 }

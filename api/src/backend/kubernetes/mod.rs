@@ -9,9 +9,13 @@
 //!   sets. A write returns once the cache shows it (read your writes).
 //! - Clusters without the label are never listed, changed or deleted; a
 //!   create of a name such a Cluster holds is refused.
+//! - Each database's revisions are `ControllerRevision`s of its Cluster
+//!   ([`history`]), read by a labelled list when asked (rare reads of a
+//!   bounded history: not worth a watch and every replica's memory).
 //! - The permissions used are declared in [`rbac`]; readiness checks them.
 
 pub mod cluster;
+pub mod history;
 pub mod rbac;
 pub mod watch;
 
@@ -22,11 +26,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
@@ -37,7 +42,8 @@ use super::{Backend, BackendError, DeleteOutcome, Feed};
 use crate::config::SettingError;
 use crate::metrics::Metrics;
 use crate::model::paging::{ListQuery, Page};
-use crate::model::{Credentials, Database, DatabaseSpec, Endpoints};
+use crate::model::revision::prune;
+use crate::model::{Change, Credentials, Database, DatabaseSpec, Endpoints, Revision};
 use crate::records::Events;
 use crate::states::{cnpg_state, CnpgObservation};
 use cluster::{Cluster, Stamp};
@@ -51,6 +57,10 @@ const CACHE_WAIT: Duration = Duration::from_secs(5);
 const RBAC_RECHECK: Duration = Duration::from_secs(60);
 /// PostgreSQL's port on CNPG's Services when a Service does not say.
 const DEFAULT_PORT: i32 = 5432;
+/// A revision object older than this whose Cluster never reached its
+/// revision was left by a writer that died between the two writes (both
+/// take seconds at most): it may be replaced.
+const ABANDONED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
 
 /// What the kubernetes backend needs from the settings.
 #[derive(Debug, Clone)]
@@ -58,6 +68,8 @@ pub struct KubeSettings {
     pub namespace: String,
     /// A kubeconfig file; `None`: in-cluster, or `KUBECONFIG`/`~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
+    /// Revisions kept per database (`PGPLANE_REVISION_HISTORY`).
+    pub revision_history: u32,
 }
 
 pub struct KubeBackend {
@@ -66,6 +78,8 @@ pub struct KubeBackend {
     /// client has none, its streams are long).
     client: Client,
     clusters: Api<Cluster>,
+    revisions: Api<ControllerRevision>,
+    history: u32,
     /// Serializes creates and deletes in this process.
     admission: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -169,6 +183,8 @@ impl KubeBackend {
         ];
         Ok(KubeBackend {
             clusters: Api::namespaced(client.clone(), &settings.namespace),
+            revisions: Api::namespaced(client.clone(), &settings.namespace),
+            history: settings.revision_history.max(1),
             shared,
             client,
             admission: tokio::sync::Mutex::new(()),
@@ -237,6 +253,238 @@ impl KubeBackend {
         })
         .await;
         Ok(applied)
+    }
+
+    /// The revision objects labelled for database `name`, of any Cluster
+    /// that had the name.
+    async fn revision_objects(&self, name: &str) -> Result<Vec<ControllerRevision>, BackendError> {
+        let params = ListParams::default().labels(&history::selector(name));
+        match self.revisions.list(&params).await {
+            Ok(list) => Ok(list.items),
+            Err(e) => Err(write_error(e, name)),
+        }
+    }
+
+    /// The kept history of `cluster`, newest first: its own revision
+    /// objects (a former Cluster of the name owns the others) up to its
+    /// revision (a later one is a write under way or abandoned), and one
+    /// made up for its current spec when it has none (made before
+    /// histories, or a create whose writer died after the Cluster).
+    async fn history_of(&self, cluster: &Cluster) -> Result<Vec<Revision>, BackendError> {
+        let name = cluster.metadata.name.clone().unwrap_or_default();
+        let uid = cluster.metadata.uid.as_deref();
+        let current = cluster::revision_of(cluster);
+        let mut kept: Vec<Revision> = self
+            .revision_objects(&name)
+            .await?
+            .iter()
+            .filter(|o| history::owner_uid(o) == uid)
+            .filter_map(history::revision_of)
+            .filter(|r| r.revision <= current)
+            .collect();
+        if !kept.iter().any(|r| r.revision == current) {
+            let db = self.view(cluster);
+            kept.push(Revision::synthetic(
+                current,
+                &cluster::spec_of(cluster),
+                &db.owner,
+                db.updated_at,
+            ));
+        }
+        prune(&mut kept, self.history);
+        Ok(kept)
+    }
+
+    /// Deletes one revision object, only that very one (its uid).
+    async fn delete_revision_object(&self, object: &ControllerRevision) -> Result<(), kube::Error> {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: object.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.revisions.delete(&name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the object of `revision` for `cluster`. `Ok(None)` when
+    /// another writer holds that revision's name (it made the revision, or
+    /// is making it). An object of the name left by a former Cluster, or
+    /// abandoned by a writer that died, is replaced.
+    async fn make_revision(
+        &self,
+        cluster: &Cluster,
+        revision: &Revision,
+    ) -> Result<Option<ControllerRevision>, BackendError> {
+        let name = cluster.metadata.name.clone().unwrap_or_default();
+        let object = history::render(revision, cluster, &self.shared.namespace);
+        for attempt in 0..2 {
+            match self.revisions.create(&PostParams::default(), &object).await {
+                Ok(made) => return Ok(Some(made)),
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt == 0 => {
+                    let existing = self
+                        .revision_objects(&name)
+                        .await?
+                        .into_iter()
+                        .find(|o| o.metadata.name == object.metadata.name);
+                    let Some(existing) = existing else {
+                        continue;
+                    };
+                    if history::owner_uid(&existing) == cluster.metadata.uid.as_deref() {
+                        let old = existing
+                            .metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .is_some_and(|t| Utc::now() - cluster::to_chrono(t) > ABANDONED_AFTER);
+                        if !old {
+                            return Ok(None);
+                        }
+                        match self.clusters.get_opt(&name).await {
+                            Ok(Some(live)) if cluster::revision_of(&live) < revision.revision => {}
+                            Ok(_) => return Ok(None),
+                            Err(e) => return Err(write_error(e, &name)),
+                        }
+                    }
+                    self.delete_revision_object(&existing)
+                        .await
+                        .map_err(|e| write_error(e, &name))?;
+                }
+                Err(e) => return Err(write_error(e, &name)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes a revision object a failed change made, so the history holds
+    /// only accepted changes; one that cannot be removed is ignored by
+    /// reads (it is after the Cluster's revision) and replaced later.
+    async fn unmake_revision(&self, object: &ControllerRevision) {
+        if let Err(e) = self.delete_revision_object(object).await {
+            tracing::warn!(revision = ?object.metadata.name, error = %crate::chain::chain(&e),
+                "cannot remove the revision object of a change that failed");
+        }
+    }
+
+    /// Deletes the revision objects of `name` that are beyond the history
+    /// depth, or owned by `uid` when the Cluster is going (`all`). A failure
+    /// is logged: reads prune to the depth anyway, and the next change
+    /// tries again.
+    async fn prune_objects(&self, name: &str, uid: Option<&str>, newest: u64, all: bool) {
+        let objects = match self.revision_objects(name).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(database = %name, error = %crate::chain::chain(&e), "cannot list revisions to prune");
+                return;
+            }
+        };
+        let oldest_kept = newest.saturating_sub(u64::from(self.history)) + 1;
+        for o in objects.iter().filter(|o| history::owner_uid(o) == uid) {
+            let number = u64::try_from(o.revision).unwrap_or(0);
+            if all || number < oldest_kept {
+                if let Err(e) = self.delete_revision_object(o).await {
+                    tracing::warn!(database = %name, revision = number, error = %crate::chain::chain(&e),
+                        "cannot delete a revision object");
+                }
+            }
+        }
+    }
+
+    /// The update of [`Backend::update`]: first the revision object (whose
+    /// name only one writer can take), then the Cluster with its
+    /// resourceVersion as precondition, so no acknowledged change lacks
+    /// its revision. `made` is the revision object once made, for the
+    /// caller to remove when the change fails.
+    async fn update_with_revision(
+        &self,
+        spec: DatabaseSpec,
+        expected_revision: u64,
+        change: &Change,
+        made: &mut Option<ControllerRevision>,
+    ) -> Result<Database, BackendError> {
+        let name = spec.name.clone();
+        let mut current = self
+            .cached(&name)
+            .ok_or_else(|| BackendError::NotFound(name.clone()))?;
+        for _ in 0..5 {
+            if cluster::is_deleting(&current) {
+                return Err(BackendError::Busy(format!(
+                    "database {name} is being deleted"
+                )));
+            }
+            let revision = cluster::revision_of(&current);
+            if revision != expected_revision {
+                return Err(BackendError::RevisionMismatch {
+                    expected: expected_revision,
+                    current: revision,
+                });
+            }
+            let before = cluster::spec_of(&current);
+            if before == spec && !change.always_recorded() {
+                return Ok(self.view(&current));
+            }
+            let now = Utc::now();
+            if made.is_none() {
+                let next = Revision::new(revision + 1, &spec, Some(&before), change, now);
+                match self.make_revision(&current, &next).await? {
+                    Some(object) => *made = Some(object),
+                    None => return Err(self.taken(&name, expected_revision).await),
+                }
+            }
+            let mut object = cluster::render(
+                &spec,
+                &self.shared.namespace,
+                &Stamp {
+                    owner: cluster::owner_of(&current),
+                    revision: revision + 1,
+                    updated_at: Some(now),
+                },
+            );
+            // The precondition: nobody changed the Cluster since it was read.
+            object.metadata.resource_version = current.metadata.resource_version.clone();
+            match self.apply(&object, true).await {
+                Ok(applied) => {
+                    self.prune_objects(&name, applied.metadata.uid.as_deref(), revision + 1, false)
+                        .await;
+                    return Ok(self.view(&applied));
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    // Often only CNPG's status moved on: read the Cluster
+                    // again and apply if its revision is still the same.
+                    match self.clusters.get_opt(&name).await {
+                        Ok(Some(live)) if cluster::is_managed(&live) => current = Arc::new(live),
+                        Ok(_) => return Err(BackendError::NotFound(name)),
+                        Err(e) => return Err(write_error(e, &name)),
+                    }
+                }
+                Err(e) => return Err(write_error(e, &name)),
+            }
+        }
+        Err(BackendError::Busy(format!(
+            "database {name} is changing too fast; try again"
+        )))
+    }
+
+    /// Why the next revision's name was taken: another change made the
+    /// revision (the cache is behind), or is making it now.
+    async fn taken(&self, name: &str, expected: u64) -> BackendError {
+        match self.clusters.get_opt(name).await {
+            Ok(Some(live)) if cluster::revision_of(&live) != expected => {
+                BackendError::RevisionMismatch {
+                    expected,
+                    current: cluster::revision_of(&live),
+                }
+            }
+            Ok(Some(_)) => BackendError::Busy(format!(
+                "database {name} is changing at the same time; try again"
+            )),
+            Ok(None) => BackendError::NotFound(name.into()),
+            Err(e) => write_error(e, name),
+        }
     }
 
     /// Observes `backend_operation_duration_seconds{operation}` when dropped.
@@ -588,7 +836,7 @@ impl Backend for KubeBackend {
         Ok(())
     }
 
-    async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError> {
+    async fn create(&self, spec: DatabaseSpec, change: &Change) -> Result<Database, BackendError> {
         self.require_synced()?;
         let _timer = self.timer("create");
         let _admission = self.admission.lock().await;
@@ -601,81 +849,80 @@ impl Backend for KubeBackend {
             Ok(Some(_)) => return Err(BackendError::AlreadyExists(spec.name)),
             Err(e) => return Err(write_error(e, &spec.name)),
         }
+        let now = Utc::now();
         let object = cluster::render(
             &spec,
             &self.shared.namespace,
             &Stamp {
-                owner: owner.into(),
+                owner: change.by.clone(),
                 revision: 1,
-                updated_at: Some(Utc::now()),
+                updated_at: Some(now),
             },
         );
         // Not forced: a Cluster made by someone else in the meantime
         // conflicts instead of being taken over.
-        match self.apply(&object, false).await {
-            Ok(applied) => Ok(self.view(&applied)),
+        let applied = match self.apply(&object, false).await {
+            Ok(applied) => applied,
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                Err(BackendError::AlreadyExists(spec.name))
+                return Err(BackendError::AlreadyExists(spec.name))
             }
-            Err(e) => Err(write_error(e, &spec.name)),
+            Err(e) => return Err(write_error(e, &spec.name)),
+        };
+        // The revision object is owned by the Cluster, so it follows it:
+        // when it cannot be made, the Cluster goes again and the create
+        // fails whole.
+        let first = Revision::new(1, &spec, None, change, now);
+        let failure = match self.make_revision(&applied, &first).await {
+            Ok(Some(_)) => return Ok(self.view(&applied)),
+            Ok(None) => BackendError::Busy(format!(
+                "database {} is being made at the same time; try again",
+                spec.name
+            )),
+            Err(e) => e,
+        };
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: applied.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.clusters.delete(&spec.name, &params).await {
+            Ok(_) => {
+                self.wait_for_cache(&spec.name, |c| c.is_none_or(cluster::is_deleting))
+                    .await
+            }
+            Err(e) => tracing::error!(database = %spec.name, error = %crate::chain::chain(&e),
+                "cannot delete the Cluster of a create whose first revision failed"),
         }
+        Err(failure)
     }
 
     async fn update(
         &self,
         spec: DatabaseSpec,
         expected_revision: u64,
+        change: &Change,
     ) -> Result<Database, BackendError> {
         self.require_synced()?;
         let _timer = self.timer("update");
-        let name = spec.name.clone();
-        let mut current = self
-            .cached(&name)
-            .ok_or_else(|| BackendError::NotFound(name.clone()))?;
-        for _ in 0..5 {
-            if cluster::is_deleting(&current) {
-                return Err(BackendError::Busy(format!(
-                    "database {name} is being deleted"
-                )));
-            }
-            let revision = cluster::revision_of(&current);
-            if revision != expected_revision {
-                return Err(BackendError::RevisionMismatch {
-                    expected: expected_revision,
-                    current: revision,
-                });
-            }
-            if cluster::spec_of(&current) == spec {
-                return Ok(self.view(&current));
-            }
-            let mut object = cluster::render(
-                &spec,
-                &self.shared.namespace,
-                &Stamp {
-                    owner: cluster::owner_of(&current),
-                    revision: revision + 1,
-                    updated_at: Some(Utc::now()),
-                },
-            );
-            // The precondition: nobody changed the Cluster since it was read.
-            object.metadata.resource_version = current.metadata.resource_version.clone();
-            match self.apply(&object, true).await {
-                Ok(applied) => return Ok(self.view(&applied)),
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    // Often only CNPG's status moved on: read the Cluster
-                    // again and apply if its revision is still the same.
-                    match self.clusters.get_opt(&name).await {
-                        Ok(Some(live)) if cluster::is_managed(&live) => current = Arc::new(live),
-                        Ok(_) => return Err(BackendError::NotFound(name)),
-                        Err(e) => return Err(write_error(e, &name)),
-                    }
-                }
-                Err(e) => return Err(write_error(e, &name)),
-            }
+        let mut made = None;
+        let result = self
+            .update_with_revision(spec, expected_revision, change, &mut made)
+            .await;
+        if let (Err(_), Some(object)) = (&result, &made) {
+            self.unmake_revision(object).await;
         }
-        Err(BackendError::Busy(format!(
-            "database {name} is changing too fast; try again"
-        )))
+        result
+    }
+
+    async fn revisions(&self, name: &str) -> Result<Vec<Revision>, BackendError> {
+        self.require_synced()?;
+        let _timer = self.timer("revisions");
+        let current = self
+            .cached(name)
+            .ok_or_else(|| BackendError::NotFound(name.into()))?;
+        self.history_of(&current).await
     }
 
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError> {
@@ -695,6 +942,10 @@ impl Backend for KubeBackend {
         };
         match self.clusters.delete(name, &params).await {
             Ok(_) => {
+                // No garbage collector may run (as in the tests), and the
+                // history goes with the database: its audit trail stays.
+                self.prune_objects(name, current.metadata.uid.as_deref(), 0, true)
+                    .await;
                 self.wait_for_cache(name, |c| c.is_none_or(cluster::is_deleting))
                     .await;
                 Ok(DeleteOutcome::Started)

@@ -32,6 +32,15 @@ pub const PERMISSIONS: &[Permission] = &[
         why: "one CNPG Cluster per database: watch-fed cache, server-side apply, delete",
     },
     Permission {
+        group: "apps",
+        resource: "controllerrevisions",
+        // list: reading a database's history (by label), and finding the
+        // object in the way of a new one; create: one per revision;
+        // delete: pruning, undoing a failed change, and the database's delete.
+        verbs: &["list", "create", "delete"],
+        why: "each database's revision history, as ControllerRevisions of its Cluster",
+    },
+    Permission {
         group: "",
         resource: "secrets",
         verbs: &["get"],

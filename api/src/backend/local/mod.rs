@@ -30,7 +30,8 @@ use super::{Backend, BackendError, DeleteOutcome};
 use crate::files;
 use crate::metrics::Metrics;
 use crate::model::{
-    Credentials, Database, DatabaseSpec, Endpoints, FieldError, Invalid, State, UndoneChange,
+    Change, Credentials, Database, DatabaseSpec, Endpoints, FieldError, Invalid, Revision, State,
+    UndoneChange,
 };
 use crate::records::{Events, ServiceEvent};
 use crate::states::{local_state, LocalObservation, Operation};
@@ -51,6 +52,8 @@ struct Inner {
     probe: PathBuf,
     pg: Postgres,
     max_instances: u32,
+    /// Revisions kept per database (`PGPLANE_REVISION_HISTORY`).
+    history: u32,
     metrics: Arc<Metrics>,
     events: Arc<Events>,
     feed: Arc<Feed>,
@@ -99,6 +102,7 @@ impl LocalBackend {
         bindir: Option<&Path>,
         pg_user: &str,
         max_instances: u32,
+        history: u32,
         metrics: Arc<Metrics>,
         events: Arc<Events>,
     ) -> Result<LocalBackend, PgError> {
@@ -131,6 +135,7 @@ impl LocalBackend {
             probe,
             pg,
             max_instances,
+            history,
             metrics,
             events,
             feed: Arc::new(Feed::default()),
@@ -469,7 +474,7 @@ impl Backend for LocalBackend {
         )))
     }
 
-    async fn create(&self, spec: DatabaseSpec, owner: &str) -> Result<Database, BackendError> {
+    async fn create(&self, spec: DatabaseSpec, change: &Change) -> Result<Database, BackendError> {
         let inner = &self.inner;
         let _admission = inner.admission.lock().await;
         if let Some(existing) = inner.entry(&spec.name) {
@@ -488,7 +493,7 @@ impl Backend for LocalBackend {
         let port = inner
             .allocate_port()
             .map_err(|e| BackendError::unavailable_by("no port is free for the database", e))?;
-        let record = DatabaseRecord::new(spec, owner, port);
+        let record = DatabaseRecord::new(spec, change, port);
         let secrets = Secrets::generate();
         let written = {
             let (paths, record, secrets) = (paths.clone(), record.clone(), secrets.clone());
@@ -518,6 +523,7 @@ impl Backend for LocalBackend {
         &self,
         spec: DatabaseSpec,
         expected_revision: u64,
+        change: &Change,
     ) -> Result<Database, BackendError> {
         let e = self
             .inner
@@ -540,7 +546,7 @@ impl Backend for LocalBackend {
                 current: r.revision,
             });
         }
-        if r.spec != spec {
+        if r.spec != spec || change.always_recorded() {
             // The state shows the operation at once; the reconciler takes it from here.
             let operation = if spec.instances > r.spec.instances {
                 Some(Operation::AddingStandbys)
@@ -552,9 +558,7 @@ impl Backend for LocalBackend {
                 None
             };
             let mut next = r.clone();
-            next.spec = spec;
-            next.revision += 1;
-            next.updated_at = Utc::now();
+            next.change_spec(spec, change, self.inner.history);
             e.persist(&next)
                 .await
                 .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))?;
@@ -565,6 +569,15 @@ impl Backend for LocalBackend {
             e.wake.notify_one();
         }
         Ok(e.view(&e.snapshot()))
+    }
+
+    async fn revisions(&self, name: &str) -> Result<Vec<Revision>, BackendError> {
+        let e = self
+            .inner
+            .entry(name)
+            .ok_or_else(|| BackendError::NotFound(name.into()))?;
+        let history = e.snapshot().history();
+        Ok(history)
     }
 
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError> {

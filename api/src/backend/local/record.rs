@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::DatabaseSpec;
+use crate::model::revision::prune;
+use crate::model::{Change, DatabaseSpec, Revision};
 use crate::secret::{random_token, Secret};
 
 /// One PostgreSQL server of a database.
@@ -56,6 +57,11 @@ pub struct DatabaseRecord {
     /// undone; it is not tried again. Cleared once a later one is applied.
     #[serde(default)]
     pub failed: Option<FailedRevision>,
+    /// The revisions kept, newest first, the current one always among
+    /// them; written with the spec they record, in the same file. A record
+    /// from before histories has none (see [`DatabaseRecord::history`]).
+    #[serde(default)]
+    pub history: Vec<Revision>,
 }
 
 /// A revision whose parameters the servers ran well.
@@ -88,11 +94,12 @@ pub struct RevisionStatus {
 }
 
 impl DatabaseRecord {
-    pub fn new(spec: DatabaseSpec, owner: &str, primary_port: u16) -> DatabaseRecord {
+    pub fn new(spec: DatabaseSpec, change: &Change, primary_port: u16) -> DatabaseRecord {
         let now = Utc::now();
         DatabaseRecord {
+            history: vec![Revision::new(1, &spec, None, change, now)],
             spec,
-            owner: owner.to_owned(),
+            owner: change.by.clone(),
             revision: 1,
             created_at: now,
             updated_at: now,
@@ -108,6 +115,41 @@ impl DatabaseRecord {
             configuring: false,
             failed: None,
         }
+    }
+
+    /// Replaces the spec, making the next revision of `change` (the caller
+    /// persists the record), and prunes the history to `depth`.
+    pub fn change_spec(&mut self, spec: DatabaseSpec, change: &Change, depth: u32) {
+        let at = Utc::now();
+        let mut history = self.history();
+        history.push(Revision::new(
+            self.revision + 1,
+            &spec,
+            Some(&self.spec),
+            change,
+            at,
+        ));
+        prune(&mut history, depth);
+        self.history = history;
+        self.spec = spec;
+        self.revision += 1;
+        self.updated_at = at;
+    }
+
+    /// The revisions kept, newest first. A record written before histories
+    /// were kept gets one made up for its current spec.
+    pub fn history(&self) -> Vec<Revision> {
+        let mut history = self.history.clone();
+        if !history.iter().any(|r| r.revision == self.revision) {
+            history.push(Revision::synthetic(
+                self.revision,
+                &self.spec,
+                &self.owner,
+                self.updated_at,
+            ));
+        }
+        history.sort_by_key(|r| std::cmp::Reverse(r.revision));
+        history
     }
 
     /// The current revision was tried and undone.
@@ -268,7 +310,8 @@ mod tests {
             parameters: BTreeMap::new(),
             labels: BTreeMap::new(),
         };
-        let mut r = DatabaseRecord::new(spec, "alice", 5432);
+        let change = Change::new(crate::model::RevisionKind::Create, "alice", None);
+        let mut r = DatabaseRecord::new(spec, &change, 5432);
         r.revision = revision;
         r
     }
@@ -334,7 +377,7 @@ mod tests {
     fn records_written_before_revision_status_still_load() {
         let mut old = serde_json::to_value(record(3)).expect("serializes");
         let fields = old.as_object_mut().expect("an object");
-        for new in ["applied", "configuring", "failed"] {
+        for new in ["applied", "configuring", "failed", "history"] {
             fields.remove(new);
         }
         fields.insert("applied_parameters".into(), serde_json::json!({}));
@@ -347,5 +390,27 @@ mod tests {
             }
         );
         assert!(!r.configuring);
+        let history = r.history();
+        assert_eq!(history.len(), 1, "one made up for the current spec");
+        assert_eq!(history[0].revision, 3);
+        assert_eq!(history[0].spec, r.spec);
+        assert_eq!(history[0].request_id, None);
+    }
+
+    #[test]
+    fn spec_changes_keep_a_pruned_history_with_the_spec() {
+        let mut r = record(1);
+        let change = Change::new(crate::model::RevisionKind::Update, "bob", Some("req-1"));
+        for n in 2..=5 {
+            let spec = r.spec.clone().instances(n);
+            r.change_spec(spec, &change, 3);
+        }
+        assert_eq!(r.revision, 5);
+        let numbers: Vec<u64> = r.history.iter().map(|h| h.revision).collect();
+        assert_eq!(numbers, [5, 4, 3]);
+        assert_eq!(r.history[0].spec, r.spec);
+        assert_eq!(r.history[0].changes["instances"], serde_json::json!([4, 5]));
+        assert_eq!(r.history[0].request_id.as_deref(), Some("req-1"));
+        assert_eq!(r.history[0].by, "bob");
     }
 }

@@ -226,7 +226,8 @@ mod tests {
             parameters: params(&[("work_mem", "8MB")]),
             labels: BTreeMap::new(),
         };
-        let mut r = DatabaseRecord::new(spec, "alice", 5432);
+        let change = crate::model::Change::new(crate::model::RevisionKind::Create, "alice", None);
+        let mut r = DatabaseRecord::new(spec, &change, 5432);
         r.bootstrapped = true;
         r.created = true;
         r.applied = Some(AppliedRevision {
