@@ -35,6 +35,7 @@ from kube_bench import parse_ts, pct  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME = re.compile(rb"event: (\w+)\ndata: (.*?)\n\n", re.S)
+BENCH_LABEL = re.compile(rb'"bench":"(\d+)"')
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -76,8 +77,10 @@ async def hold(port, token, n, opened, results, stop):
                     snapshot = True
                     opened.put(1)
                 elif m.group(1) == b"changed":
-                    db = json.loads(m.group(2))
-                    results.append((db["labels"].get("bench"), arrived))
+                    # A regex, not a JSON parse: the client's own work per
+                    # event is kept small, since it counts in the latency.
+                    label = BENCH_LABEL.search(m.group(2))
+                    results.append((label and label.group(1).decode(), arrived))
             buf = buf[end:]
     tasks = [asyncio.create_task(one()) for _ in range(n)]
     while not stop.is_set():

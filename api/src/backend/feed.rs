@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use crate::model::Database;
@@ -38,19 +39,20 @@ impl FeedEvent {
     }
 }
 
-/// A change as subscribers receive it; its JSON is made once, by whichever
-/// subscriber needs it first, and shared by all.
+/// A change as subscribers receive it; its encoding (for a stream: the
+/// whole event, as bytes) is made once, by whichever subscriber needs it
+/// first, and shared by all: a thousand streams send one buffer.
 #[derive(Debug)]
 pub struct Published {
     pub change: FeedEvent,
-    json: OnceLock<Vec<u8>>,
+    encoded: OnceLock<Bytes>,
 }
 
 impl Published {
     fn new(change: FeedEvent) -> Arc<Published> {
         Arc::new(Published {
             change,
-            json: OnceLock::new(),
+            encoded: OnceLock::new(),
         })
     }
 
@@ -60,10 +62,13 @@ impl Published {
     }
 
     /// The database of the change, as JSON.
-    pub fn json(&self) -> &[u8] {
-        self.json.get_or_init(|| {
-            serde_json::to_vec(self.change.database()).expect("a database always serializes")
-        })
+    pub fn json(&self) -> Vec<u8> {
+        serde_json::to_vec(self.change.database()).expect("a database always serializes")
+    }
+
+    /// The change as `encode` encodes it, encoded once for every subscriber.
+    pub fn encoded(&self, encode: impl FnOnce(&Published) -> Bytes) -> Bytes {
+        self.encoded.get_or_init(|| encode(self)).clone()
     }
 }
 

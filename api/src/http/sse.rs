@@ -64,7 +64,7 @@ impl Source {
     async fn next(&mut self) -> Next<Bytes> {
         match self {
             Source::Databases(watch) => match watch.next().await {
-                Next::Item(p) => Next::Item(change_frame(&p)),
+                Next::Item(p) => Next::Item(p.encoded(change_frame)),
                 Next::Lost(n) => Next::Lost(n),
                 Next::End => Next::End,
             },
@@ -114,7 +114,7 @@ fn change_frame(p: &Published) -> Bytes {
         FeedEvent::Changed(_) => "changed",
         FeedEvent::Deleted(_) => "deleted",
     };
-    frame(name, None, p.json())
+    frame(name, None, &p.json())
 }
 
 pub fn event_frame(e: &ServiceEvent) -> Bytes {
