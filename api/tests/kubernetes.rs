@@ -1312,3 +1312,78 @@ async fn a_watch_on_any_replica_sees_every_change() {
         "the list is what the watch holds"
     );
 }
+
+/// A follower of the events reconnects with `Last-Event-ID` after its
+/// connection was cut and after pgplane restarted: each transition once.
+#[tokio::test]
+async fn a_follower_resumes_after_its_last_event_on_the_kubernetes_backend() {
+    use support::sse::Sse;
+    let kube = KubeServer::start().await;
+    let app = serve_ready(&kube, "admin").await;
+    let editor = app.as_user("editor").await;
+    let (status, _) = editor
+        .post(
+            "/api/v1/databases",
+            json!({"name": "followed", "instances": 2}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let url = format!("{}/api/v1/events?follow=true", app.base);
+    let mut follow = Sse::open(&app.client, &url, &editor.token, None).await;
+    kube.play_status("followed", HEALTHY, 2, 2).await;
+    let first = follow.expect("service_event", STATE_DEADLINE).await;
+    assert_eq!(first.data["to"], "healthy");
+    let last = first.id.clone().expect("an id");
+    drop(follow);
+
+    // Cut: two transitions while nobody follows.
+    kube.play_status(
+        "followed",
+        "Waiting for the instances to become active",
+        1,
+        2,
+    )
+    .await;
+    app.wait_state(&editor, "followed", "degraded", STATE_DEADLINE)
+        .await;
+    kube.play_status("followed", HEALTHY, 2, 2).await;
+    app.wait_state(&editor, "followed", "healthy", STATE_DEADLINE)
+        .await;
+    let mut again = Sse::open(&app.client, &url, &editor.token, Some(&last)).await;
+    let missed = [
+        again.expect("service_event", STATE_DEADLINE).await,
+        again.expect("service_event", STATE_DEADLINE).await,
+    ];
+    assert_eq!(
+        missed
+            .iter()
+            .map(|f| f.data["to"].clone())
+            .collect::<Vec<_>>(),
+        [json!("degraded"), json!("healthy")]
+    );
+    let last = missed[1].id.clone().unwrap();
+    drop(again);
+
+    // Restart: the new pgplane answers from the same journal.
+    let app = app
+        .start_over_with(
+            &serve_args(&kube.kubeconfig("admin"))
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    app.wait_ready(200, Duration::from_secs(30)).await;
+    let editor = app.as_user("editor").await;
+    kube.play_status("followed", "Failing over", 1, 2).await;
+    app.wait_state(&editor, "followed", "failing_over", STATE_DEADLINE)
+        .await;
+    let url = format!("{}/api/v1/events?follow=true", app.base);
+    let mut third = Sse::open(&app.client, &url, &editor.token, Some(&last)).await;
+    let next = third.expect("service_event", STATE_DEADLINE).await;
+    assert_eq!(
+        (next.data["from"].as_str(), next.data["to"].as_str()),
+        (Some("healthy"), Some("failing_over")),
+        "after the restart: the new transition, and none of the old ones again"
+    );
+}
