@@ -25,7 +25,7 @@ pub struct InstanceRecord {
 }
 
 /// The persisted truth about one database.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseRecord {
     pub spec: DatabaseSpec,
     pub owner: String,

@@ -12,7 +12,7 @@ use tokio_postgres::SimpleQueryMessage;
 use super::super::postgres::chain;
 use super::super::record::{DatabaseRecord, InstanceRecord};
 use super::super::Entry;
-use super::servers::{server_status, ServerStatus};
+use super::servers::{server, Server, ServerStatus};
 use super::sessions::{Sessions, CONNECT_TIMEOUT};
 use super::standbys::streaming_standbys;
 
@@ -129,47 +129,107 @@ fn no_answer(to: &str, waited: Duration) -> ProbeFailure {
     }
 }
 
-/// Ready instances: the primary when it runs and passes the probe, and the
-/// standbys that stream from it and pass the probe too.
-pub(super) async fn count_ready(
+/// What one look at a database's instances saw, in the record's order.
+#[derive(Debug, Clone)]
+pub(super) struct Look {
+    pub instances: Vec<InstanceLook>,
+}
+
+/// One instance as a look saw it.
+#[derive(Debug, Clone)]
+pub(super) struct InstanceLook {
+    pub ordinal: u32,
+    pub role: Role,
+    /// Its pid file, read once per look.
+    pub server: Server,
+    /// Ready as [`look_at`] judges it.
+    pub ready: bool,
+}
+
+impl Look {
+    /// How many instances are ready.
+    pub fn ready(&self) -> u32 {
+        self.instances.iter().filter(|i| i.ready).count() as u32
+    }
+
+    /// The server of instance `ordinal` as seen.
+    pub fn server(&self, ordinal: u32) -> Option<ServerStatus> {
+        self.instances
+            .iter()
+            .find(|i| i.ordinal == ordinal)
+            .map(|i| i.server.status)
+    }
+
+    /// The postmasters that were running.
+    pub fn postmasters(&self) -> Vec<i32> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.server.pid)
+            .map(|pid| pid.as_raw())
+            .collect()
+    }
+}
+
+/// Looks at every instance once: its pid file, and whether it is ready.
+/// The primary is ready when it runs and passes the probe; a standby when
+/// it also streams from a ready primary and passes the probe.
+pub(super) async fn look_at(
     entry: &Entry,
     record: &DatabaseRecord,
     sessions: &mut Sessions,
-) -> u32 {
+) -> Look {
     let ports: Vec<u16> = record.instances.iter().map(|i| i.port).collect();
     sessions.retain(&ports);
-    let primary = record.primary().expect("bootstrapped");
-    if !serves(entry, sessions, primary, Role::Primary).await {
-        return 0;
+    let mut instances = Vec::with_capacity(record.instances.len());
+    for i in &record.instances {
+        instances.push(InstanceLook {
+            ordinal: i.ordinal,
+            role: if i.ordinal == record.primary {
+                Role::Primary
+            } else {
+                Role::Standby
+            },
+            server: server(&entry.paths.pgdata(i.ordinal)).await,
+            ready: false,
+        });
     }
+    let mut look = Look { instances };
+    let primary = record.primary().expect("bootstrapped");
+    let primary_at = look
+        .instances
+        .iter()
+        .position(|i| i.ordinal == primary.ordinal)
+        .expect("the primary is an instance");
+    if !serves(entry, sessions, primary, &look.instances[primary_at]).await {
+        return look;
+    }
+    look.instances[primary_at].ready = true;
     let standbys = record.standbys();
     if standbys.is_empty() {
-        return 1;
+        return look;
     }
     let streaming = streaming_standbys(entry, record, sessions)
         .await
         .unwrap_or_default();
-    let mut ready = 1;
-    for s in &standbys {
-        if streaming.contains(&entry.paths.instance_name(s.ordinal))
-            && serves(entry, sessions, s, Role::Standby).await
-        {
-            ready += 1;
+    for (at, i) in record.instances.iter().enumerate() {
+        if at == primary_at || !streaming.contains(&entry.paths.instance_name(i.ordinal)) {
+            continue;
         }
+        look.instances[at].ready = serves(entry, sessions, i, &look.instances[at]).await;
     }
-    ready
+    look
 }
 
 async fn serves(
     entry: &Entry,
     sessions: &mut Sessions,
     instance: &InstanceRecord,
-    role: Role,
+    seen: &InstanceLook,
 ) -> bool {
-    if server_status(&entry.paths.pgdata(instance.ordinal)).await != ServerStatus::Ready {
+    if seen.server.status != ServerStatus::Ready {
         return false;
     }
-    match probe(sessions, instance.port, &entry.secrets.app, role).await {
+    match probe(sessions, instance.port, &entry.secrets.app, seen.role).await {
         Ok(()) => true,
         Err(failure) => {
             tracing::debug!(database = %entry.paths.name, instance = instance.ordinal, reason = %failure.reason, "instance failed the probe");

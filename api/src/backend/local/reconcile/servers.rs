@@ -21,12 +21,28 @@ pub(super) enum ServerStatus {
     Ready,
 }
 
+/// One read of an instance's pid file, checked against a live process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Server {
+    pub status: ServerStatus,
+    /// The postmaster, while it runs.
+    pub pid: Option<Pid>,
+}
+
 /// What the postmaster's pid file says, checked against a live process.
 pub(super) async fn server_status(pgdata: &Path) -> ServerStatus {
-    let Ok(text) = tokio::fs::read_to_string(pgdata.join("postmaster.pid")).await else {
-        return ServerStatus::Stopped;
-    };
-    status_of(&text, alive)
+    server(pgdata).await.status
+}
+
+/// The status and postmaster of `pgdata`, from one read of its pid file.
+pub(super) async fn server(pgdata: &Path) -> Server {
+    match tokio::fs::read_to_string(pgdata.join("postmaster.pid")).await {
+        Ok(text) => server_of(&text, alive),
+        Err(_) => Server {
+            status: ServerStatus::Stopped,
+            pid: None,
+        },
+    }
 }
 
 /// The postmaster of `pgdata`, when one runs.
@@ -37,15 +53,22 @@ pub(super) async fn live_postmaster(pgdata: &Path) -> Option<Pid> {
     postmaster_pid(&text).filter(|&pid| alive(pid))
 }
 
-/// The status a pid file gives, by its eighth line, the postmaster's
-/// (PostgreSQL's `LOCK_FILE_LINE_PM_STATUS`).
-fn status_of(pid_file: &str, alive: impl Fn(Pid) -> bool) -> ServerStatus {
-    if !postmaster_pid(pid_file).is_some_and(alive) {
-        return ServerStatus::Stopped;
-    }
-    match pid_file.lines().nth(7).map(str::trim) {
+/// What a pid file gives: the status by its eighth line, the postmaster's
+/// (PostgreSQL's `LOCK_FILE_LINE_PM_STATUS`), when its pid lives.
+fn server_of(pid_file: &str, alive: impl Fn(Pid) -> bool) -> Server {
+    let Some(pid) = postmaster_pid(pid_file).filter(|&pid| alive(pid)) else {
+        return Server {
+            status: ServerStatus::Stopped,
+            pid: None,
+        };
+    };
+    let status = match pid_file.lines().nth(7).map(str::trim) {
         Some("ready") | Some("standby") => ServerStatus::Ready,
         _ => ServerStatus::Starting,
+    };
+    Server {
+        status,
+        pid: Some(pid),
     }
 }
 
@@ -190,7 +213,7 @@ mod tests {
             ("".to_owned(), live, ServerStatus::Stopped),
         ];
         for (text, alive, want) in table {
-            assert_eq!(status_of(&text, alive), want, "{text:?}");
+            assert_eq!(server_of(&text, alive).status, want, "{text:?}");
         }
     }
 }

@@ -13,6 +13,7 @@ use super::super::postgres::{chain, PgError};
 use super::super::record::{slot_name, DatabaseRecord, InstanceRecord};
 use super::super::{Entry, Inner};
 use super::config_files::{managed_conf, Upstream, MANAGED_CONF};
+use super::health::Look;
 use super::servers::{
     ensure_running, exists, fresh_instance_dir, remove_dir, server_status, write_owned,
     ServerStatus,
@@ -76,31 +77,49 @@ pub(super) async fn scale(
     }
 }
 
+/// What healing the standbys did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Healed {
+    /// Started a standby that had stopped.
+    pub started: bool,
+    /// Copied a standby again (it is then still catching up).
+    pub rebuilt: bool,
+}
+
 /// Starts the standbys that stopped, and copies again those that cannot
-/// start or were never completed; answers whether it copied any.
+/// start or were never completed. `seen` is a look of this pass with
+/// nothing done since, whose pid files need not be read again.
 pub(super) async fn heal(
     inner: &Arc<Inner>,
     entry: &Arc<Entry>,
     record: &DatabaseRecord,
-) -> Result<bool, PgError> {
-    let mut rebuilt = false;
+    seen: Option<&Look>,
+) -> Result<Healed, PgError> {
+    let mut healed = Healed::default();
     for standby in record.standbys() {
         let pgdata = entry.paths.pgdata(standby.ordinal);
         if !exists(&entry.paths.built_marker(standby.ordinal)).await {
             begin(inner, entry, operation_for_rebuild(record)).await;
             build(inner, entry, record, &standby).await?;
-            rebuilt = true;
-        } else if server_status(&pgdata).await == ServerStatus::Stopped {
+            healed.rebuilt = true;
+            continue;
+        }
+        let status = match seen.and_then(|l| l.server(standby.ordinal)) {
+            Some(status) => status,
+            None => server_status(&pgdata).await,
+        };
+        if status == ServerStatus::Stopped {
             begin(inner, entry, Operation::Healing).await;
+            healed.started = true;
             if let Err(e) = ensure_running(inner, entry, &standby).await {
                 // Its data is unusable: copy it again from the primary.
                 tracing::warn!(database = %entry.paths.name, instance = standby.ordinal, error = %chain(&e), "rebuilding a standby that cannot start");
                 build(inner, entry, record, &standby).await?;
-                rebuilt = true;
+                healed.rebuilt = true;
             }
         }
     }
-    Ok(rebuilt)
+    Ok(healed)
 }
 
 /// Where a standby streams from: the primary, through the standby's slot.
