@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::{App, AppError};
 use crate::backend::{BackendError, DeleteOutcome};
 use crate::model::paging::{ListQuery, Page};
-use crate::model::{self, Credentials, Database};
+use crate::model::{self, Credentials, Database, InstanceStatus};
 use crate::records::Draft;
 
 /// How often a merge patch without `If-Match` is tried again when another
@@ -113,6 +113,11 @@ impl App {
                 })
             }
         }
+    }
+
+    /// Every instance of a database, as its backend last saw them.
+    pub async fn instances(&self, name: &str) -> Result<Vec<InstanceStatus>, AppError> {
+        Ok(self.backend.get(name).await?.instances_status)
     }
 
     pub async fn credentials(&self, name: &str) -> Result<Credentials, AppError> {

@@ -16,7 +16,7 @@ use super::AppState;
 use crate::app::{etag, Deleted, Updated};
 use crate::auth::Caller;
 use crate::model::paging::ListQuery;
-use crate::model::{CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc};
+use crate::model::{CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc, InstanceStatus};
 use crate::records::Draft;
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -178,6 +178,30 @@ pub async fn credentials(
     Path(name): Path<String>,
 ) -> Result<Json<Credentials>, HttpError> {
     Ok(Json(app.credentials(&name).await?))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct InstanceList {
+    /// Every instance of the database, primary and standbys, by name.
+    pub items: Vec<InstanceStatus>,
+}
+
+/// Every instance of a database: role, state, readiness, timeline, lag,
+/// as the backend last saw them (the same as `instances_status` in the
+/// database).
+#[utoipa::path(get, path = "/api/v1/databases/{name}/instances", tag = "databases", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, body = InstanceList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn instances(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<InstanceList>, HttpError> {
+    let items = app.instances(&name).await?;
+    Ok(Json(InstanceList { items }))
 }
 
 /// Whether a header is `*` or a list of entity tags (RFC 9110 13.1.1,

@@ -10,7 +10,10 @@ pub mod parameters;
 pub mod role;
 pub mod spec;
 
-pub use database::{Credentials, Database, DatabaseSpec, Endpoints, State, UndoneChange};
+pub use database::{
+    Credentials, Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus,
+    State, UndoneChange,
+};
 pub use invalid::{FieldError, Invalid};
 pub use role::Role;
 pub use spec::{

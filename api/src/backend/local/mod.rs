@@ -29,7 +29,8 @@ use super::{Backend, BackendError, DeleteOutcome};
 use crate::files;
 use crate::metrics::Metrics;
 use crate::model::{
-    Credentials, Database, DatabaseSpec, Endpoints, FieldError, Invalid, State, UndoneChange,
+    Credentials, Database, DatabaseSpec, Endpoints, FieldError, InstanceStatus, Invalid, State,
+    UndoneChange,
 };
 use crate::records::{Events, ServiceEvent};
 use crate::states::{local_state, LocalObservation, Operation};
@@ -77,6 +78,8 @@ struct Observed {
     state: State,
     phase: String,
     ready: u32,
+    /// Every instance as the last look saw it.
+    instances: Vec<InstanceStatus>,
     operation: Option<Operation>,
     failures: u32,
     /// The last failed step, shown in the phase once the database is `failed`.
@@ -196,6 +199,7 @@ impl Inner {
                 state,
                 phase: phase.into(),
                 ready: 0,
+                instances: Vec::new(),
                 operation: None,
                 failures: 0,
                 error: None,
@@ -384,6 +388,7 @@ impl Entry {
                 reason: f.reason.clone(),
                 at: f.at,
             }),
+            instances_status: o.instances,
         }
     }
 

@@ -56,6 +56,10 @@ pub struct DatabaseRecord {
     /// undone; it is not tried again. Cleared once a later one is applied.
     #[serde(default)]
     pub failed: Option<FailedRevision>,
+    /// Per instance (by ordinal), how often pgplane started it again after
+    /// it had stopped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restarts: BTreeMap<u32, u32>,
 }
 
 /// A revision whose parameters the servers ran well.
@@ -107,6 +111,7 @@ impl DatabaseRecord {
             applied: None,
             configuring: false,
             failed: None,
+            restarts: BTreeMap::new(),
         }
     }
 
@@ -170,6 +175,11 @@ impl DatabaseRecord {
             .collect();
         s.sort_by_key(|i| i.ordinal);
         s
+    }
+
+    /// Counts a start of a stopped instance.
+    pub fn count_restart(&mut self, ordinal: u32) {
+        *self.restarts.entry(ordinal).or_default() += 1;
     }
 
     pub fn next_ordinal(&self) -> u32 {

@@ -141,8 +141,10 @@ async fn reconcile(
         let look = health::look_at(entry, &record, sessions).await;
         let wanted = wanted_parameters(&record);
         let files_current = parameters::files_hold(entry, &record, &wanted.parameters).await;
+        let instances = look.statuses(entry, &record);
         entry.observe(inner, &record, |o| {
             o.ready = look.ready();
+            o.instances = instances;
             o.operation = o.operation.or(pending_operation(&record, files_current));
         });
         seen = Some(Seen {
@@ -179,7 +181,12 @@ async fn reconcile(
         Some(s) if s.record == record && healed == Healed::default() => s.look,
         _ => {
             let look = health::look_at(entry, &record, sessions).await;
-            entry.observe(inner, &record, |o| o.ready = look.ready());
+            // The steps may have counted restarts in the record since.
+            let instances = look.statuses(entry, &entry.snapshot().await);
+            entry.observe(inner, &record, |o| {
+                o.ready = look.ready();
+                o.instances = instances;
+            });
             look
         }
     };

@@ -176,7 +176,13 @@ async fn apply(
         let log = entry.paths.log(instance.ordinal);
         let started = match server_status(&pgdata).await {
             ServerStatus::Stopped if holds_data(&pgdata).await => {
-                inner.pg.start(&pgdata, &log).await
+                let started = inner.pg.start(&pgdata, &log).await;
+                if started.is_ok() {
+                    entry
+                        .update_record(|r| r.count_restart(instance.ordinal))
+                        .await?;
+                }
+                started
             }
             // Nothing to start: healing copies it again.
             ServerStatus::Stopped => Ok(()),

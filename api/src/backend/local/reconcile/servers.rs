@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use nix::unistd::Pid;
 
 use super::super::postgres::PgError;
@@ -27,6 +28,8 @@ pub(super) struct Server {
     pub status: ServerStatus,
     /// The postmaster, while it runs.
     pub pid: Option<Pid>,
+    /// When it started (the pid file's third line), while it runs.
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// What the postmaster's pid file says, checked against a live process.
@@ -38,10 +41,7 @@ pub(super) async fn server_status(pgdata: &Path) -> ServerStatus {
 pub(super) async fn server(pgdata: &Path) -> Server {
     match tokio::fs::read_to_string(pgdata.join("postmaster.pid")).await {
         Ok(text) => server_of(&text, alive),
-        Err(_) => Server {
-            status: ServerStatus::Stopped,
-            pid: None,
-        },
+        Err(_) => Server::STOPPED,
     }
 }
 
@@ -57,19 +57,30 @@ pub(super) async fn live_postmaster(pgdata: &Path) -> Option<Pid> {
 /// (PostgreSQL's `LOCK_FILE_LINE_PM_STATUS`), when its pid lives.
 fn server_of(pid_file: &str, alive: impl Fn(Pid) -> bool) -> Server {
     let Some(pid) = postmaster_pid(pid_file).filter(|&pid| alive(pid)) else {
-        return Server {
-            status: ServerStatus::Stopped,
-            pid: None,
-        };
+        return Server::STOPPED;
     };
     let status = match pid_file.lines().nth(7).map(str::trim) {
         Some("ready") | Some("standby") => ServerStatus::Ready,
         _ => ServerStatus::Starting,
     };
+    let started_at = pid_file
+        .lines()
+        .nth(2)
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .and_then(|t| DateTime::from_timestamp(t, 0));
     Server {
         status,
         pid: Some(pid),
+        started_at,
     }
+}
+
+impl Server {
+    const STOPPED: Server = Server {
+        status: ServerStatus::Stopped,
+        pid: None,
+        started_at: None,
+    };
 }
 
 fn postmaster_pid(pid_file: &str) -> Option<Pid> {
@@ -122,7 +133,12 @@ pub(super) async fn ensure_running(
             .start(&pgdata, &entry.paths.log(instance.ordinal))
             .await
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                entry
+                    .update_record(|r| r.count_restart(instance.ordinal))
+                    .await?;
+                return Ok(());
+            }
             Err(e) if attempt == ATTEMPTS => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -215,5 +231,12 @@ mod tests {
         for (text, alive, want) in table {
             assert_eq!(server_of(&text, alive).status, want, "{text:?}");
         }
+        let ready = server_of(&pid_file("ready   "), live);
+        assert_eq!(ready.pid, Some(Pid::from_raw(4242)));
+        assert_eq!(
+            ready.started_at,
+            DateTime::from_timestamp(1_700_000_000, 0),
+            "the third line is the start time"
+        );
     }
 }
