@@ -170,7 +170,8 @@ pub enum InstanceRole {
 pub enum InstanceState {
     /// Its server runs and takes connections.
     Running,
-    /// Its server is starting, or being made (a standby being copied).
+    /// Its server is starting (on Kubernetes: its pod is being made and
+    /// joins the cluster).
     Starting,
     Stopped,
     /// The backend says it failed.

@@ -131,6 +131,9 @@ pub struct ClusterStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceReportedState {
+    /// Required by the CRD; read leniently, so that one odd entry does not
+    /// make the whole Cluster unreadable.
+    #[serde(default)]
     pub is_primary: bool,
     #[serde(
         default,
