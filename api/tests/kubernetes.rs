@@ -1387,3 +1387,110 @@ async fn a_follower_resumes_after_its_last_event_on_the_kubernetes_backend() {
         "after the restart: the new transition, and none of the old ones again"
     );
 }
+
+/// The instances of a database as the API shows them.
+async fn instances(caller: &Caller<'_>, name: &str) -> Vec<Value> {
+    let (status, body) = caller
+        .get(&format!("/api/v1/databases/{name}/instances"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["items"].as_array().unwrap().clone()
+}
+
+/// Polls the instances until `done` holds of them; returns them and how
+/// long it took.
+async fn wait_instances(
+    caller: &Caller<'_>,
+    name: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> (Vec<Value>, Duration) {
+    let started = Instant::now();
+    loop {
+        let items = instances(caller, name).await;
+        if done(&items) {
+            return (items, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < STATE_DEADLINE,
+            "instances not {what}: {items:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_what_cnpg_publishes_and_nothing_more() {
+    let kube = KubeServer::start().await;
+    let app = serve_ready(&kube, "admin").await;
+    let alice = app.as_user("editor").await;
+    let viewer = app.as_user("viewer").await;
+    let (status, body) = alice
+        .post(
+            "/api/v1/databases",
+            json!({"name": "orders", "instances": 2}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // Before CNPG wrote a status there is nothing to show.
+    assert_eq!(instances(&viewer, "orders").await, Vec::<Value>::new());
+
+    kube.play_status("orders", HEALTHY, 2, 2).await;
+    kube.play_instances("orders", &["orders-1", "orders-2"], &[], 1)
+        .await;
+    let (items, _) = wait_instances(&viewer, "orders", "both ready", |items| {
+        items.len() == 2 && items.iter().all(|i| i["ready"] == true)
+    })
+    .await;
+    // What CNPG does not publish (lag, start time, restarts) is absent.
+    assert_eq!(
+        items,
+        vec![
+            json!({"name": "orders-1", "role": "primary", "state": "running", "ready": true, "timeline": 1}),
+            json!({"name": "orders-2", "role": "standby", "state": "running", "ready": true, "timeline": 1}),
+        ]
+    );
+    let (_, db) = viewer.get("/api/v1/databases/orders").await;
+    assert_eq!(db["instances_status"], json!(items));
+    let (status, _) = viewer.get("/api/v1/databases/nothing/instances").await;
+    assert_eq!(status, 404);
+
+    // A standby whose pod failed is not ready within a second of CNPG saying so.
+    let said = Instant::now();
+    kube.play_instances("orders", &["orders-1"], &["orders-2"], 1)
+        .await;
+    let (items, _) = wait_instances(&viewer, "orders", "with orders-2 failed", |items| {
+        items
+            .iter()
+            .any(|i| i["name"] == "orders-2" && i["ready"] == false)
+    })
+    .await;
+    let took = said.elapsed();
+    assert!(took < Duration::from_secs(1), "seen after {took:?}");
+    assert_eq!(items[1]["state"], "failed", "{items:?}");
+
+    // Healed, and after a failover the standby leads on timeline 2.
+    kube.play_instances("orders", &["orders-1", "orders-2"], &[], 1)
+        .await;
+    wait_instances(&viewer, "orders", "ready again", |items| {
+        items.iter().all(|i| i["ready"] == true)
+    })
+    .await;
+    let promoted = json!({"status": {"currentPrimary": "orders-2", "timelineID": 2,
+    "instancesReportedState": {
+        "orders-1": {"isPrimary": false, "timeLineID": 2},
+        "orders-2": {"isPrimary": true, "timeLineID": 2},
+    }}});
+    kube.clusters()
+        .patch_status("orders", &PatchParams::default(), &Patch::Merge(&promoted))
+        .await
+        .unwrap();
+    let (items, _) = wait_instances(&viewer, "orders", "failed over", |items| {
+        items
+            .iter()
+            .any(|i| i["name"] == "orders-2" && i["role"] == "primary")
+    })
+    .await;
+    assert_eq!(items[0]["role"], "standby");
+    assert!(items.iter().all(|i| i["timeline"] == 2), "{items:?}");
+}

@@ -9,7 +9,7 @@ use super::{App, AppError};
 use crate::backend::{BackendError, DeleteOutcome};
 use crate::model::paging::{ListQuery, Page};
 use crate::model::revision::{self, RevisionQuery};
-use crate::model::{self, Change, Credentials, Database, Revision, RevisionKind};
+use crate::model::{self, Change, Credentials, Database, InstanceStatus, Revision, RevisionKind};
 use crate::records::Draft;
 
 /// How often a merge patch without `If-Match` is tried again when another
@@ -188,6 +188,11 @@ impl App {
                 })
             }
         }
+    }
+
+    /// Every instance of a database, as its backend last saw them.
+    pub async fn instances(&self, name: &str) -> Result<Vec<InstanceStatus>, AppError> {
+        Ok(self.backend.get(name).await?.instances_status)
     }
 
     pub async fn credentials(&self, name: &str) -> Result<Credentials, AppError> {

@@ -897,3 +897,32 @@ async fn pruned_revisions_are_gone_and_the_current_one_stays() {
     let none = h.patch("orders", json!({"instances": 3})).await;
     assert_eq!(none.body["revision"], 7);
 }
+
+#[tokio::test]
+async fn the_instances_of_a_database_are_those_in_the_database() {
+    let h = Harness::new();
+    assert_eq!(h.create("orders").await.status, StatusCode::ACCEPTED);
+    let db = h
+        .call(Method::GET, "/api/v1/databases/orders", Role::Viewer, None)
+        .await;
+    let listed = h
+        .call(
+            Method::GET,
+            "/api/v1/databases/orders/instances",
+            Role::Viewer,
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body, json!({"items": db.body["instances_status"]}));
+    assert_eq!(listed.body["items"][0]["name"], "orders-1");
+    assert_eq!(listed.body["items"][0]["role"], "primary");
+    h.call(
+        Method::GET,
+        "/api/v1/databases/nosuch/instances",
+        Role::Viewer,
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+}

@@ -19,7 +19,8 @@ use crate::auth::Caller;
 use crate::model::paging::ListQuery;
 use crate::model::revision::{RevisionQuery, RollbackDoc};
 use crate::model::{
-    CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc, FieldError, Invalid, Revision,
+    CreateDatabaseDoc, Credentials, Database, DatabasePatchDoc, FieldError, InstanceStatus,
+    Invalid, Revision,
 };
 use crate::records::Draft;
 
@@ -401,4 +402,28 @@ mod tests {
             assert!(!is_entity_tag_list(bad), "{bad}");
         }
     }
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct InstanceList {
+    /// Every instance of the database, primary and standbys, by name.
+    pub items: Vec<InstanceStatus>,
+}
+
+/// Every instance of a database: role, state, readiness, timeline, lag,
+/// as the backend last saw them (the same as `instances_status` in the
+/// database).
+#[utoipa::path(get, path = "/api/v1/databases/{name}/instances", tag = "databases", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, body = InstanceList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn instances(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<InstanceList>, HttpError> {
+    let items = app.instances(&name).await?;
+    Ok(Json(InstanceList { items }))
 }

@@ -167,6 +167,7 @@ pub fn table() -> Vec<Route> {
             Needs(Editor),
             Audit::Every(Action::Delete),
         ),
+        route::<databases::__path_instances, _, _>(databases::instances, Needs(Viewer), Audit::No),
         route::<databases::__path_credentials, _, _>(
             databases::credentials,
             Needs(Editor),

@@ -101,6 +101,87 @@ pub struct Database {
     /// configuration that worked; absent once a later change is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undone: Option<UndoneChange>,
+    /// Every instance as the backend last saw it, by name; empty until the
+    /// first look.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub instances_status: Vec<InstanceStatus>,
+}
+
+/// One instance (one PostgreSQL server) of a database, as the backend last
+/// saw it. What a backend cannot tell is absent, never guessed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceStatus {
+    #[schema(example = "orders-2")]
+    pub name: String,
+    pub role: InstanceRole,
+    pub state: InstanceState,
+    /// A client can use it: it serves queries, and a standby streams from
+    /// the primary.
+    pub ready: bool,
+    /// The PostgreSQL timeline it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 1, example = 1)]
+    pub timeline: Option<u32>,
+    /// Of a standby: bytes of WAL the primary has written that it has not
+    /// replayed yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 0, example = 0)]
+    pub lag_bytes: Option<u64>,
+    /// Of a standby: how far its replay is behind the primary in time, in
+    /// seconds (to a tenth), where the backend can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 0, example = 0.0)]
+    pub lag_seconds: Option<f64>,
+    /// When its server last started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// How often pgplane started it again after it had stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 0, example = 0)]
+    pub restarts: Option<u32>,
+}
+
+impl InstanceStatus {
+    /// An instance seen with nothing more known than its name, role and
+    /// state.
+    pub fn new(name: impl Into<String>, role: InstanceRole, state: InstanceState) -> Self {
+        InstanceStatus {
+            name: name.into(),
+            role,
+            state,
+            ready: false,
+            timeline: None,
+            lag_bytes: None,
+            lag_seconds: None,
+            started_at: None,
+            restarts: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceRole {
+    Primary,
+    Standby,
+}
+
+/// Where an instance's server stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Its server runs and takes connections.
+    Running,
+    /// Its server is starting (on Kubernetes: its pod is being made and
+    /// joins the cluster).
+    Starting,
+    Stopped,
+    /// The backend says it failed.
+    Failed,
+    /// The backend says nothing of it yet.
+    Unknown,
 }
 
 /// A spec change that broke the database and was undone: it is not tried

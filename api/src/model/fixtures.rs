@@ -5,7 +5,9 @@
 
 use chrono::{TimeZone, Utc};
 
-use super::database::{Database, DatabaseSpec, Endpoints, State};
+use super::database::{
+    Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus, State,
+};
 
 impl DatabaseSpec {
     /// `orders`: one instance of PostgreSQL 15 on 1Gi, no parameters or labels.
@@ -61,6 +63,27 @@ impl Database {
                 read_only: format!("{}-ro:5432", spec.name),
             }),
             primary: Some(format!("{}-1", spec.name)),
+            instances_status: (1..=spec.instances)
+                .map(|ordinal| {
+                    let (role, lag) = match ordinal {
+                        1 => (InstanceRole::Primary, None),
+                        _ => (InstanceRole::Standby, Some(0)),
+                    };
+                    InstanceStatus {
+                        ready: true,
+                        timeline: Some(1),
+                        lag_bytes: lag,
+                        lag_seconds: lag.map(|_| 0.0),
+                        started_at: Some(at),
+                        restarts: Some(0),
+                        ..InstanceStatus::new(
+                            format!("{}-{ordinal}", spec.name),
+                            role,
+                            InstanceState::Running,
+                        )
+                    }
+                })
+                .collect(),
             name: spec.name,
             postgres_version: spec.postgres_version,
             ready_instances: spec.instances,
@@ -91,6 +114,9 @@ impl Database {
     pub fn in_state(mut self, state: State, ready_instances: u32) -> Self {
         self.state = state;
         self.ready_instances = ready_instances;
+        for (at, i) in self.instances_status.iter_mut().enumerate() {
+            i.ready = (at as u32) < ready_instances;
+        }
         self
     }
 }

@@ -12,7 +12,10 @@ pub mod revision;
 pub mod role;
 pub mod spec;
 
-pub use database::{Credentials, Database, DatabaseSpec, Endpoints, State, UndoneChange};
+pub use database::{
+    Credentials, Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus,
+    State, UndoneChange,
+};
 pub use invalid::{FieldError, Invalid};
 pub use revision::{Change, Revision, RevisionKind};
 pub use role::Role;

@@ -75,6 +75,7 @@ pub const OBSERVED_FIELDS: &[&str] = &[
     "created_at",
     "updated_at",
     "undone",
+    "instances_status",
 ];
 
 /// The body of `POST /databases`, for the OpenAPI document. Parsing goes

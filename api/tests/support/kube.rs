@@ -22,7 +22,7 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Config};
 
 use super::free_port;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use pgplane::backend::kubernetes::cluster::Cluster;
 
@@ -317,6 +317,47 @@ impl KubeServer {
                 "message": phase,
                 "lastTransitionTime": "2026-11-23T10:00:00Z",
             }],
+        }});
+        self.clusters()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap_or_else(|e| panic!("status of {name}: {e}"));
+    }
+
+    /// Plays CloudNativePG: writes what its status says of each instance
+    /// (`<name>-1` the primary on `timeline`): the pods that are healthy and
+    /// those that failed, and what each reported.
+    pub async fn play_instances(
+        &self,
+        name: &str,
+        healthy: &[&str],
+        failed: &[&str],
+        timeline: u32,
+    ) {
+        let all: Vec<&str> = healthy.iter().chain(failed).copied().collect();
+        let primary = format!("{name}-1");
+        let reported: serde_json::Map<String, Value> = all
+            .iter()
+            .map(|i| {
+                (
+                    i.to_string(),
+                    json!({"isPrimary": *i == primary, "timeLineID": timeline, "ip": "10.0.0.1"}),
+                )
+            })
+            .collect();
+        let or_null = |list: &[&str]| {
+            if list.is_empty() {
+                Value::Null
+            } else {
+                json!(list)
+            }
+        };
+        let status = json!({"status": {
+            "instanceNames": all,
+            "instancesStatus": {"healthy": or_null(healthy), "failed": or_null(failed), "replicating": null},
+            "instancesReportedState": reported,
+            "timelineID": timeline,
+            "readyInstances": healthy.len(),
         }});
         self.clusters()
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))

@@ -16,7 +16,9 @@ use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
 use crate::model::spec::RESERVED_LABEL_PREFIXES;
-use crate::model::{Database, DatabaseSpec, Endpoints, State};
+use crate::model::{
+    Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus, State,
+};
 
 /// The label that makes a Cluster a pgplane database.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -106,6 +108,39 @@ pub struct ClusterStatus {
     pub current_primary: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ClusterCondition>,
+    /// Every instance (pod) of the Cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_names: Vec<String>,
+    /// Instance names by the status CNPG gives them (`healthy`,
+    /// `replicating`, `failed`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instances_status: BTreeMap<String, Vec<String>>,
+    /// What each instance reported in CNPG's last reconciliation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instances_reported_state: BTreeMap<String, InstanceReportedState>,
+    /// The timeline of the Cluster (its primary's).
+    #[serde(
+        default,
+        rename = "timelineID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeline_id: Option<u32>,
+}
+
+/// One entry of `status.instancesReportedState`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceReportedState {
+    /// Required by the CRD; read leniently, so that one odd entry does not
+    /// make the whole Cluster unreadable.
+    #[serde(default)]
+    pub is_primary: bool,
+    #[serde(
+        default,
+        rename = "timeLineID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeline_id: Option<u32>,
 }
 
 /// A `metav1.Condition` of the Cluster (every field optional when read).
@@ -379,7 +414,76 @@ pub fn database_of(
         // CloudNativePG applies parameters itself and says nothing of a
         // change it could not run beyond its phase.
         undone: None,
+        instances_status: instances_of(cluster),
     }
+}
+
+/// Every instance as CloudNativePG publishes it in the Cluster's status:
+/// the names, the primary, each one's pod status and reported timeline.
+/// CNPG publishes no lag, start time or restart count there, so those are
+/// absent.
+pub fn instances_of(cluster: &Cluster) -> Vec<InstanceStatus> {
+    let Some(status) = cluster.status.as_ref() else {
+        return Vec::new();
+    };
+    let primary = status.current_primary.as_deref().filter(|p| !p.is_empty());
+    let mut names: Vec<&str> = status.instance_names.iter().map(String::as_str).collect();
+    names.extend(status.instances_reported_state.keys().map(String::as_str));
+    names.extend(
+        status
+            .instances_status
+            .values()
+            .flatten()
+            .map(String::as_str),
+    );
+    names.extend(primary);
+    // Pods are `<cluster>-<serial>`: by serial, as the local backend orders them.
+    names.sort_by_key(|n| (serial_of(n), *n));
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let reported = status.instances_reported_state.get(name);
+            let is_primary = match primary {
+                Some(p) => p == name,
+                None => reported.is_some_and(|r| r.is_primary),
+            };
+            let pod_status = status
+                .instances_status
+                .iter()
+                .find(|(_, names)| names.iter().any(|n| n == name))
+                .map(|(s, _)| s.as_str());
+            let state = match pod_status {
+                Some("healthy") => InstanceState::Running,
+                Some("replicating") => InstanceState::Starting,
+                Some("failed") => InstanceState::Failed,
+                _ => InstanceState::Unknown,
+            };
+            // 0 is no timeline: CNPG's zero value for "not reported".
+            let timeline = reported
+                .and_then(|r| r.timeline_id)
+                .or(status.timeline_id.filter(|_| is_primary))
+                .filter(|&t| t > 0);
+            InstanceStatus {
+                ready: pod_status == Some("healthy"),
+                timeline,
+                ..InstanceStatus::new(
+                    name,
+                    if is_primary {
+                        InstanceRole::Primary
+                    } else {
+                        InstanceRole::Standby
+                    },
+                    state,
+                )
+            }
+        })
+        .collect()
+}
+
+/// The serial at the end of a pod name, for ordering (`None` sorts first).
+fn serial_of(name: &str) -> Option<u64> {
+    name.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
 }
 
 #[cfg(test)]
@@ -503,5 +607,58 @@ mod tests {
         for (image, major) in cases {
             assert_eq!(major_of(image), major, "{image}");
         }
+    }
+
+    fn with_status(status: serde_json::Value) -> Cluster {
+        let mut c = render(&spec("orders"), "databases", &stamp());
+        c.status = Some(serde_json::from_value(status).unwrap());
+        c
+    }
+
+    #[test]
+    fn instances_are_what_the_status_publishes() {
+        let c = with_status(serde_json::json!({
+            "currentPrimary": "orders-2",
+            "timelineID": 2,
+            "instanceNames": ["orders-1", "orders-2", "orders-10"],
+            "instancesStatus": {"healthy": ["orders-2", "orders-10"], "failed": ["orders-1"]},
+            "instancesReportedState": {
+                "orders-2": {"isPrimary": true},
+                "orders-10": {"isPrimary": false, "timeLineID": 2},
+                "orders-1": {"isPrimary": false, "timeLineID": 0},
+            },
+        }));
+        let got: Vec<(String, InstanceRole, InstanceState, bool, Option<u32>)> = instances_of(&c)
+            .into_iter()
+            .map(|i| {
+                assert_eq!(
+                    (i.lag_bytes, i.lag_seconds, i.started_at, i.restarts),
+                    (None, None, None, None),
+                    "CNPG publishes none of these"
+                );
+                (i.name, i.role, i.state, i.ready, i.timeline)
+            })
+            .collect();
+        use InstanceRole::*;
+        use InstanceState::*;
+        assert_eq!(
+            got,
+            [
+                ("orders-1".into(), Standby, Failed, false, None),
+                ("orders-2".into(), Primary, Running, true, Some(2)),
+                ("orders-10".into(), Standby, Running, true, Some(2)),
+            ]
+        );
+        // A pod CNPG is still making, and one it says nothing of.
+        let c = with_status(serde_json::json!({
+            "instanceNames": ["orders-1", "orders-2"],
+            "instancesStatus": {"replicating": ["orders-2"]},
+        }));
+        let states: Vec<_> = instances_of(&c)
+            .into_iter()
+            .map(|i| (i.role, i.state))
+            .collect();
+        assert_eq!(states, [(Standby, Unknown), (Standby, Starting)]);
+        assert!(instances_of(&render(&spec("orders"), "databases", &stamp())).is_empty());
     }
 }

@@ -8,15 +8,20 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
-/// Resolves when the first of `pids` exits; never, when `pids` is empty or
-/// no pidfd can be opened (the reconciler's periodic look still runs).
+/// Resolves when the first of `pids` exits, at once when one is gone
+/// already (the pids may come from a look a moment ago); never, when
+/// `pids` is empty or no pidfd can be opened (the reconciler's periodic
+/// look still runs).
 pub async fn first_exit(pids: &[i32]) {
-    let fds: Vec<AsyncFd<OwnedFd>> = pids
-        .iter()
-        .filter_map(|&pid| pidfd(pid))
-        // SAFETY: each descriptor is owned by its AsyncFd and closed only when dropped.
-        .filter_map(|fd| unsafe { AsyncFd::register(fd) }.ok())
-        .collect();
+    let mut fds: Vec<AsyncFd<OwnedFd>> = Vec::with_capacity(pids.len());
+    for &pid in pids {
+        match pidfd_open(pid) {
+            // SAFETY: the descriptor is owned by its AsyncFd and closed only when dropped.
+            Ok(fd) => fds.extend(unsafe { AsyncFd::register(fd) }.ok()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return,
+            Err(_) => {}
+        }
+    }
     if fds.is_empty() {
         return std::future::pending().await;
     }
@@ -44,10 +49,18 @@ pub fn running(pid: i32) -> bool {
 }
 
 fn pidfd(pid: i32) -> Option<OwnedFd> {
+    pidfd_open(pid).ok()
+}
+
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
     // that we own, or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]
@@ -71,6 +84,16 @@ mod tests {
             .expect("the exit is seen")
             .unwrap();
         child.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_process_gone_already_is_an_exit() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), first_exit(&[pid]))
+            .await
+            .expect("a pid that names no process has exited");
     }
 
     #[test]

@@ -30,8 +30,8 @@ use super::{Backend, BackendError, DeleteOutcome};
 use crate::files;
 use crate::metrics::Metrics;
 use crate::model::{
-    Change, Credentials, Database, DatabaseSpec, Endpoints, FieldError, Invalid, Revision, State,
-    UndoneChange,
+    Change, Credentials, Database, DatabaseSpec, Endpoints, FieldError, InstanceStatus, Invalid,
+    Revision, State, UndoneChange,
 };
 use crate::records::{Events, ServiceEvent};
 use crate::states::{local_state, LocalObservation, Operation};
@@ -88,6 +88,8 @@ struct Observed {
     state: State,
     phase: String,
     ready: u32,
+    /// Every instance as the last look saw it.
+    instances: Vec<InstanceStatus>,
     operation: Option<Operation>,
     failures: u32,
     /// The last failed step, shown in the phase once the database is `failed`.
@@ -210,6 +212,7 @@ impl Inner {
                 state,
                 phase: phase.into(),
                 ready: 0,
+                instances: Vec::new(),
                 operation: None,
                 failures: 0,
                 error: None,
@@ -416,6 +419,7 @@ impl Entry {
                 reason: f.reason.clone(),
                 at: f.at,
             }),
+            instances_status: o.instances,
         }
     }
 

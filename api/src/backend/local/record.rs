@@ -26,7 +26,7 @@ pub struct InstanceRecord {
 }
 
 /// The persisted truth about one database.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseRecord {
     pub spec: DatabaseSpec,
     pub owner: String,
@@ -62,6 +62,10 @@ pub struct DatabaseRecord {
     /// from before histories has none (see [`DatabaseRecord::history`]).
     #[serde(default)]
     pub history: Vec<Revision>,
+    /// Per instance (by ordinal), how often pgplane started it again after
+    /// it had stopped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restarts: BTreeMap<u32, u32>,
 }
 
 /// A revision whose parameters the servers ran well.
@@ -114,6 +118,7 @@ impl DatabaseRecord {
             applied: None,
             configuring: false,
             failed: None,
+            restarts: BTreeMap::new(),
         }
     }
 
@@ -212,6 +217,11 @@ impl DatabaseRecord {
             .collect();
         s.sort_by_key(|i| i.ordinal);
         s
+    }
+
+    /// Counts a start of a stopped instance.
+    pub fn count_restart(&mut self, ordinal: u32) {
+        *self.restarts.entry(ordinal).or_default() += 1;
     }
 
     pub fn next_ordinal(&self) -> u32 {

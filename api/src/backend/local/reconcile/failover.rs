@@ -16,17 +16,24 @@ use super::standbys::{create_slot, upstream};
 use crate::states::Operation;
 
 /// Starts the primary when it stopped, or fails over when it cannot start
-/// and a standby can take its place.
+/// and a standby can take its place. `seen` is its server as a look of
+/// this pass saw it with nothing done since, which saves reading its pid
+/// file again. Answers whether it did anything.
 pub(super) async fn heal_primary(
     inner: &Arc<Inner>,
     entry: &Arc<Entry>,
     record: &DatabaseRecord,
-) -> Result<(), PgError> {
+    seen: Option<ServerStatus>,
+) -> Result<bool, PgError> {
     let primary = record
         .primary()
         .expect("a bootstrapped database has a primary");
-    if server_status(&entry.paths.pgdata(primary.ordinal)).await != ServerStatus::Stopped {
-        return Ok(());
+    let status = match seen {
+        Some(status) => status,
+        None => server_status(&entry.paths.pgdata(primary.ordinal)).await,
+    };
+    if status != ServerStatus::Stopped {
+        return Ok(false);
     }
     begin(inner, entry, Operation::Healing).await;
     if let Err(e) = ensure_running(inner, entry, primary).await {
@@ -37,7 +44,7 @@ pub(super) async fn heal_primary(
         begin(inner, entry, Operation::FailingOver).await;
         fail_over(inner, entry, record).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Promotes the most advanced running standby, makes it the primary in the

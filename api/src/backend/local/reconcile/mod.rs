@@ -30,13 +30,16 @@ use super::record::DatabaseRecord;
 use super::{Entry, Inner};
 use crate::states::Operation;
 pub(super) use deletion::remove_database_dir;
+use health::Look;
 use sessions::Sessions;
+use standbys::Healed;
 
 /// How often the instances are looked at when nothing wakes the reconciler.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 enum Outcome {
-    Converged,
+    /// The pass is done; the last look at the instances.
+    Converged(Look),
     Deleted,
 }
 
@@ -47,19 +50,19 @@ pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
         let started = Instant::now();
         let outcome = reconcile(&inner, &entry, &mut sessions).await;
         let record = entry.snapshot();
-        let failures = match outcome {
+        let (failures, look) = match outcome {
             Ok(Outcome::Deleted) => {
                 inner.forget(&entry.paths.name);
                 tracing::info!(database = %entry.paths.name, "database deleted");
                 return;
             }
-            Ok(Outcome::Converged) => {
+            Ok(Outcome::Converged(look)) => {
                 entry.observe(&inner, &record, |o| {
                     o.failures = 0;
                     o.error = None;
                     o.operation = None;
                 });
-                0
+                (0, Some(look))
             }
             Err(e) => {
                 tracing::warn!(database = %entry.paths.name, error = %chain(&e), "reconcile step failed");
@@ -69,7 +72,7 @@ pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
                     o.error = Some(chain(&e));
                     failures = o.failures;
                 });
-                failures
+                (failures, None)
             }
         };
         inner
@@ -82,12 +85,22 @@ pub(super) async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
         } else {
             LOOK_EVERY * 2u32.pow(failures.min(5))
         };
-        let mut pids = Vec::new();
-        for i in &record.instances {
-            if let Some(pid) = servers::live_postmaster(&entry.paths.pgdata(i.ordinal)).await {
-                pids.push(pid.as_raw());
+        // The pass's last look knows the postmasters; one that ended since
+        // wakes the wait at once (see `exits::first_exit`).
+        let pids = match look {
+            Some(look) => look.postmasters(),
+            None => {
+                let mut pids = Vec::new();
+                for i in &record.instances {
+                    if let Some(pid) =
+                        servers::live_postmaster(&entry.paths.pgdata(i.ordinal)).await
+                    {
+                        pids.push(pid.as_raw());
+                    }
+                }
+                pids
             }
-        }
+        };
         tokio::select! {
             _ = entry.wake.notified() => {}
             _ = tokio::time::sleep(pause) => {}
@@ -102,7 +115,10 @@ async fn begin(inner: &Inner, entry: &Entry, operation: Operation) {
     entry.observe(inner, &record, |o| o.operation = Some(operation));
 }
 
-/// One pass: from what is on disk and running towards the record.
+/// One pass: from what is on disk and running towards the record. A
+/// steady pass looks at each thing once: what the first look saw stands
+/// for as long as nothing was done and the record did not change, and
+/// the instances are looked at again only when something was.
 async fn reconcile(
     inner: &Arc<Inner>,
     entry: &Arc<Entry>,
@@ -114,6 +130,7 @@ async fn reconcile(
         deletion::remove_all(inner, entry, &record).await?;
         return Ok(Outcome::Deleted);
     }
+    let mut seen: Option<Seen> = None;
     if !record.bootstrapped {
         begin(inner, entry, Operation::Bootstrapping).await;
         bootstrap::init_primary(inner, entry, &record).await?;
@@ -121,36 +138,78 @@ async fn reconcile(
         // Look before acting, so what died is recorded before it is healed;
         // an operation the record or the files still ask for (after a
         // restart) goes on.
-        let ready = health::count_ready(entry, &record, sessions).await;
+        let look = health::look_at(entry, &record, sessions).await;
         let wanted = wanted_parameters(&record);
         let files_current = parameters::files_hold(entry, &record, &wanted.parameters).await;
+        let instances = look.statuses(entry, &record);
         entry.observe(inner, &record, |o| {
-            o.ready = ready;
+            o.ready = look.ready();
+            o.instances = instances;
             o.operation = o.operation.or(pending_operation(&record, files_current));
+        });
+        seen = Some(Seen {
+            record,
+            look,
+            files_current,
         });
     }
     // Parameters first: a primary that stopped because of new ones is
     // given the last that worked, rather than healed or replaced.
     let record = entry.snapshot();
-    let configured = parameters::step(inner, entry, sessions, &record).await?;
+    let files_current = Seen::still(&seen, &record).map(|s| s.files_current);
+    let configured = parameters::step(inner, entry, sessions, &record, files_current).await?;
+    if configured {
+        seen = None;
+    }
 
     let record = entry.snapshot();
-    failover::heal_primary(inner, entry, &record).await?;
+    let primary_seen = Seen::still(&seen, &record).and_then(|s| s.look.server(record.primary));
+    if failover::heal_primary(inner, entry, &record, primary_seen).await? {
+        seen = None;
+    }
 
     let record = entry.snapshot();
     let added = standbys::scale(inner, entry, &record).await?;
 
     let record = entry.snapshot();
-    let rebuilt = standbys::heal(inner, entry, &record).await?;
-    if (added || rebuilt || configured) && !record.standbys().is_empty() {
+    let seen_look = Seen::still(&seen, &record).map(|s| &s.look);
+    let healed = standbys::heal(inner, entry, &record, seen_look).await?;
+    if (added || healed.rebuilt || configured) && !record.standbys().is_empty() {
         standbys::wait_streaming(entry, &record, sessions).await?;
     }
-    let ready = health::count_ready(entry, &record, sessions).await;
-    entry.observe(inner, &record, |o| o.ready = ready);
-    if !record.created && ready == record.spec.instances {
+    let look = match seen {
+        Some(s) if s.record == record && healed == Healed::default() => s.look,
+        _ => {
+            let look = health::look_at(entry, &record, sessions).await;
+            // The steps may have counted restarts in the record since.
+            let instances = look.statuses(entry, &entry.snapshot());
+            entry.observe(inner, &record, |o| {
+                o.ready = look.ready();
+                o.instances = instances;
+            });
+            look
+        }
+    };
+    if !record.created && look.ready() == record.spec.instances {
         entry.update_record(|r| r.created = true).await?;
     }
-    Ok(Outcome::Converged)
+    Ok(Outcome::Converged(look))
+}
+
+/// The first look of a pass, the record it was of and whether the
+/// configuration files held the wanted parameters then.
+struct Seen {
+    record: DatabaseRecord,
+    look: Look,
+    files_current: bool,
+}
+
+impl Seen {
+    /// What was seen, while it still holds: nothing was done since (the
+    /// caller forgets it then) and the record is the one it was of.
+    fn still<'a>(seen: &'a Option<Seen>, record: &DatabaseRecord) -> Option<&'a Seen> {
+        seen.as_ref().filter(|s| &s.record == record)
+    }
 }
 
 /// The parameters the servers should run.

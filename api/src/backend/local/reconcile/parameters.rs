@@ -42,15 +42,23 @@ enum Verdict {
 /// The configuration step of a pass: when an instance's file does not hold
 /// the wanted parameters, or a change was left unfinished, applies them,
 /// and undoes them when the servers cannot run them. Answers whether it
-/// did anything (servers may have restarted).
+/// did anything (servers may have restarted). `files_current` is what
+/// [`files_hold`] answered for this very record earlier in the pass, if
+/// it did.
 pub(super) async fn step(
     inner: &Arc<Inner>,
     entry: &Arc<Entry>,
     sessions: &mut Sessions,
     record: &DatabaseRecord,
+    files_current: Option<bool>,
 ) -> Result<bool, PgError> {
     let wanted = wanted_parameters(record);
-    if !record.configuring && files_hold(entry, record, &wanted.parameters).await {
+    let holds = !record.configuring
+        && match files_current {
+            Some(known) => known,
+            None => files_hold(entry, record, &wanted.parameters).await,
+        };
+    if holds {
         let behind = record
             .applied
             .as_ref()
@@ -168,7 +176,13 @@ async fn apply(
         let log = entry.paths.log(instance.ordinal);
         let started = match server_status(&pgdata).await {
             ServerStatus::Stopped if holds_data(&pgdata).await => {
-                inner.pg.start(&pgdata, &log).await
+                let started = inner.pg.start(&pgdata, &log).await;
+                if started.is_ok() {
+                    entry
+                        .update_record(|r| r.count_restart(instance.ordinal))
+                        .await?;
+                }
+                started
             }
             // Nothing to start: healing copies it again.
             ServerStatus::Stopped => Ok(()),

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use nix::unistd::Pid;
 
 use super::super::postgres::PgError;
@@ -21,12 +22,27 @@ pub(super) enum ServerStatus {
     Ready,
 }
 
+/// One read of an instance's pid file, checked against a live process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Server {
+    pub status: ServerStatus,
+    /// The postmaster, while it runs.
+    pub pid: Option<Pid>,
+    /// When it started (the pid file's third line), while it runs.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
 /// What the postmaster's pid file says, checked against a live process.
 pub(super) async fn server_status(pgdata: &Path) -> ServerStatus {
-    let Ok(text) = tokio::fs::read_to_string(pgdata.join("postmaster.pid")).await else {
-        return ServerStatus::Stopped;
-    };
-    status_of(&text, alive)
+    server(pgdata).await.status
+}
+
+/// The status and postmaster of `pgdata`, from one read of its pid file.
+pub(super) async fn server(pgdata: &Path) -> Server {
+    match tokio::fs::read_to_string(pgdata.join("postmaster.pid")).await {
+        Ok(text) => server_of(&text, alive),
+        Err(_) => Server::STOPPED,
+    }
 }
 
 /// The postmaster of `pgdata`, when one runs.
@@ -37,16 +53,34 @@ pub(super) async fn live_postmaster(pgdata: &Path) -> Option<Pid> {
     postmaster_pid(&text).filter(|&pid| alive(pid))
 }
 
-/// The status a pid file gives, by its eighth line, the postmaster's
-/// (PostgreSQL's `LOCK_FILE_LINE_PM_STATUS`).
-fn status_of(pid_file: &str, alive: impl Fn(Pid) -> bool) -> ServerStatus {
-    if !postmaster_pid(pid_file).is_some_and(alive) {
-        return ServerStatus::Stopped;
-    }
-    match pid_file.lines().nth(7).map(str::trim) {
+/// What a pid file gives: the status by its eighth line, the postmaster's
+/// (PostgreSQL's `LOCK_FILE_LINE_PM_STATUS`), when its pid lives.
+fn server_of(pid_file: &str, alive: impl Fn(Pid) -> bool) -> Server {
+    let Some(pid) = postmaster_pid(pid_file).filter(|&pid| alive(pid)) else {
+        return Server::STOPPED;
+    };
+    let status = match pid_file.lines().nth(7).map(str::trim) {
         Some("ready") | Some("standby") => ServerStatus::Ready,
         _ => ServerStatus::Starting,
+    };
+    let started_at = pid_file
+        .lines()
+        .nth(2)
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .and_then(|t| DateTime::from_timestamp(t, 0));
+    Server {
+        status,
+        pid: Some(pid),
+        started_at,
     }
+}
+
+impl Server {
+    const STOPPED: Server = Server {
+        status: ServerStatus::Stopped,
+        pid: None,
+        started_at: None,
+    };
 }
 
 fn postmaster_pid(pid_file: &str) -> Option<Pid> {
@@ -99,7 +133,12 @@ pub(super) async fn ensure_running(
             .start(&pgdata, &entry.paths.log(instance.ordinal))
             .await
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                entry
+                    .update_record(|r| r.count_restart(instance.ordinal))
+                    .await?;
+                return Ok(());
+            }
             Err(e) if attempt == ATTEMPTS => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -190,7 +229,14 @@ mod tests {
             ("".to_owned(), live, ServerStatus::Stopped),
         ];
         for (text, alive, want) in table {
-            assert_eq!(status_of(&text, alive), want, "{text:?}");
+            assert_eq!(server_of(&text, alive).status, want, "{text:?}");
         }
+        let ready = server_of(&pid_file("ready   "), live);
+        assert_eq!(ready.pid, Some(Pid::from_raw(4242)));
+        assert_eq!(
+            ready.started_at,
+            DateTime::from_timestamp(1_700_000_000, 0),
+            "the third line is the start time"
+        );
     }
 }

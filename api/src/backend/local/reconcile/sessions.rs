@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use nix::unistd::Pid;
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::super::postgres::PgError;
@@ -83,6 +84,9 @@ async fn connect(mut config: Config, port: u16) -> Result<Client, tokio_postgres
 pub(super) struct Sessions {
     admin: HashMap<u16, Kept>,
     app: HashMap<u16, Kept>,
+    /// The timeline of a lone primary, per port, with the postmaster it
+    /// was asked of.
+    timelines: HashMap<u16, (Option<Pid>, u32)>,
 }
 
 struct Kept {
@@ -149,5 +153,18 @@ impl Sessions {
     pub fn retain(&mut self, ports: &[u16]) {
         self.admin.retain(|p, _| ports.contains(p));
         self.app.retain(|p, _| ports.contains(p));
+        self.timelines.retain(|p, _| ports.contains(p));
+    }
+
+    /// The timeline remembered for the postmaster `pid` on `port`.
+    pub fn timeline(&self, port: u16, pid: Option<Pid>) -> Option<u32> {
+        self.timelines
+            .get(&port)
+            .filter(|(of, _)| pid.is_some() && *of == pid)
+            .map(|(_, timeline)| *timeline)
+    }
+
+    pub fn remember_timeline(&mut self, port: u16, pid: Option<Pid>, timeline: u32) {
+        self.timelines.insert(port, (pid, timeline));
     }
 }

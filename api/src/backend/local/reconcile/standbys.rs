@@ -13,6 +13,7 @@ use super::super::postgres::{chain, PgError};
 use super::super::record::{slot_name, DatabaseRecord, InstanceRecord};
 use super::super::{Entry, Inner};
 use super::config_files::{managed_conf, Upstream, MANAGED_CONF};
+use super::health::Look;
 use super::servers::{
     ensure_running, exists, fresh_instance_dir, remove_dir, server_status, write_owned,
     ServerStatus,
@@ -76,31 +77,49 @@ pub(super) async fn scale(
     }
 }
 
+/// What healing the standbys did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Healed {
+    /// Started a standby that had stopped.
+    pub started: bool,
+    /// Copied a standby again (it is then still catching up).
+    pub rebuilt: bool,
+}
+
 /// Starts the standbys that stopped, and copies again those that cannot
-/// start or were never completed; answers whether it copied any.
+/// start or were never completed. `seen` is a look of this pass with
+/// nothing done since, whose pid files need not be read again.
 pub(super) async fn heal(
     inner: &Arc<Inner>,
     entry: &Arc<Entry>,
     record: &DatabaseRecord,
-) -> Result<bool, PgError> {
-    let mut rebuilt = false;
+    seen: Option<&Look>,
+) -> Result<Healed, PgError> {
+    let mut healed = Healed::default();
     for standby in record.standbys() {
         let pgdata = entry.paths.pgdata(standby.ordinal);
         if !exists(&entry.paths.built_marker(standby.ordinal)).await {
             begin(inner, entry, operation_for_rebuild(record)).await;
             build(inner, entry, record, &standby).await?;
-            rebuilt = true;
-        } else if server_status(&pgdata).await == ServerStatus::Stopped {
+            healed.rebuilt = true;
+            continue;
+        }
+        let status = match seen.and_then(|l| l.server(standby.ordinal)) {
+            Some(status) => status,
+            None => server_status(&pgdata).await,
+        };
+        if status == ServerStatus::Stopped {
             begin(inner, entry, Operation::Healing).await;
+            healed.started = true;
             if let Err(e) = ensure_running(inner, entry, &standby).await {
                 // Its data is unusable: copy it again from the primary.
                 tracing::warn!(database = %entry.paths.name, instance = standby.ordinal, error = %chain(&e), "rebuilding a standby that cannot start");
                 build(inner, entry, record, &standby).await?;
-                rebuilt = true;
+                healed.rebuilt = true;
             }
         }
     }
-    Ok(rebuilt)
+    Ok(healed)
 }
 
 /// Where a standby streams from: the primary, through the standby's slot.
@@ -179,7 +198,10 @@ async fn remove(
     }
     remove_dir(&entry.paths.instance_dir(standby.ordinal)).await?;
     entry
-        .update_record(|r| r.instances.retain(|i| i.ordinal != standby.ordinal))
+        .update_record(|r| {
+            r.instances.retain(|i| i.ordinal != standby.ordinal);
+            r.restarts.remove(&standby.ordinal);
+        })
         .await?;
     inner.free_port(standby.port);
     Ok(())
@@ -198,12 +220,56 @@ pub(super) async fn create_slot(client: &Client, port: u16, slot: &str) -> Resul
     Ok(())
 }
 
-/// The instance names of the standbys streaming from the primary now.
-pub(super) async fn streaming_standbys(
+/// What the primary says of replication, in one query over its kept
+/// management session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Replication {
+    /// Where the primary's WAL is written up to, and its timeline; `None`
+    /// when the server is in recovery (not a primary at all).
+    pub primary: Option<(Lsn, u32)>,
+    /// The standbys streaming from it now.
+    pub streaming: Vec<Streaming>,
+}
+
+/// A standby streaming from the primary.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Streaming {
+    /// Its instance name (its `application_name`).
+    pub name: String,
+    /// How far its replay is behind, in seconds, as the primary last
+    /// measured it (`replay_lag`, to a tenth); `None` once it caught up
+    /// and nothing was written for a while.
+    pub replay_lag: Option<f64>,
+}
+
+/// A WAL position, as a byte count.
+pub(super) type Lsn = u64;
+
+/// `X/Y`, PostgreSQL's text form of a WAL position.
+pub(super) fn parse_lsn(text: &str) -> Option<Lsn> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// The timeline of a WAL file name (its first eight hex digits).
+fn timeline_of_walfile(name: &str) -> Option<u32> {
+    u32::from_str_radix(name.get(..8)?, 16).ok()
+}
+
+/// One row per streaming standby, or one row of nulls beside the primary's
+/// own position when none streams.
+const REPLICATION: &str = "SELECT r.application_name, \
+       round(extract(epoch FROM r.replay_lag)::numeric, 1)::text, \
+       l.lsn::text, pg_walfile_name(l.lsn) \
+     FROM (SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END AS lsn) l \
+     LEFT JOIN pg_stat_replication r ON r.state = 'streaming'";
+
+/// What the primary says of replication now.
+pub(super) async fn replication(
     entry: &Entry,
     record: &DatabaseRecord,
     sessions: &mut Sessions,
-) -> Result<Vec<String>, PgError> {
+) -> Result<Replication, PgError> {
     let port = record.primary().expect("bootstrapped").port;
     // A kept session cut since the last look (the primary restarted) is
     // not an answer: the second try connects anew.
@@ -211,21 +277,8 @@ pub(super) async fn streaming_standbys(
     loop {
         tries -= 1;
         let client = sessions.admin(port, &entry.secrets.superuser).await?;
-        let answer = client
-            .simple_query(
-                "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
-            )
-            .await;
-        match answer {
-            Ok(messages) => {
-                return Ok(messages
-                    .iter()
-                    .filter_map(|m| match m {
-                        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-                        _ => None,
-                    })
-                    .collect())
-            }
+        match client.simple_query(REPLICATION).await {
+            Ok(messages) => return Ok(replication_of(&messages)),
             Err(e) => {
                 sessions.drop_admin(port);
                 if tries == 0 {
@@ -234,6 +287,38 @@ pub(super) async fn streaming_standbys(
             }
         }
     }
+}
+
+fn replication_of(messages: &[SimpleQueryMessage]) -> Replication {
+    let mut out = Replication::default();
+    for m in messages {
+        let SimpleQueryMessage::Row(row) = m else {
+            continue;
+        };
+        if out.primary.is_none() {
+            out.primary = row
+                .get(2)
+                .and_then(parse_lsn)
+                .zip(row.get(3).and_then(timeline_of_walfile));
+        }
+        if let Some(name) = row.get(0) {
+            out.streaming.push(Streaming {
+                name: name.to_owned(),
+                replay_lag: row.get(1).and_then(|l| l.parse().ok()),
+            });
+        }
+    }
+    out
+}
+
+/// The instance names of the standbys streaming from the primary now.
+pub(super) async fn streaming_standbys(
+    entry: &Entry,
+    record: &DatabaseRecord,
+    sessions: &mut Sessions,
+) -> Result<Vec<String>, PgError> {
+    let replication = replication(entry, record, sessions).await?;
+    Ok(replication.streaming.into_iter().map(|s| s.name).collect())
 }
 
 /// Waits until every standby streams from the primary.
@@ -260,5 +345,19 @@ pub(super) async fn wait_streaming(
             });
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_positions_and_timelines_read_as_postgresql_writes_them() {
+        assert_eq!(parse_lsn("0/3000148"), Some(0x3000148));
+        assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374D848));
+        assert_eq!(parse_lsn("nonsense"), None);
+        assert_eq!(timeline_of_walfile("000000020000000000000003"), Some(2));
+        assert_eq!(timeline_of_walfile("0002"), None);
     }
 }
