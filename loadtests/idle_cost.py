@@ -5,8 +5,9 @@ is asked of them, for one or more pgplane binaries, alternating.
 
   idle_cost.py [--databases 20] [--instances 1] [--rounds 3] [--window 20] BIN...
 
-One data directory under /tmp is seeded once (by the first binary); then,
-round after round, each binary in turn serves it (the servers outlive
+One data directory under /tmp is seeded once (by the first binary) and
+left to settle (--warmup); then, round after round, each binary in turn
+(every other round in the reverse order) serves it (the servers outlive
 pgplane and are adopted), and once every database is healthy and a few
 seconds have passed, utime+stime are read from /proc at the start and end of
 the window: pgplane's own, and the servers' (each postmaster with its
@@ -166,6 +167,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--window", type=float, default=20)
     ap.add_argument("--settle", type=float, default=5)
+    ap.add_argument("--warmup", type=float, default=30)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="pgplane-idle.", dir="/tmp")
     os.chmod(work, 0o711)
@@ -180,8 +182,14 @@ def main():
             status, _ = call(served.base, "POST", "/databases", served.token,
                              {"name": name, "instances": args.instances, "storage": "1Gi"})
             assert status == 202, status
+        until("every database healthy",
+              lambda: all(s == "healthy" for s in served.states().values()), 300)
+        # New servers are busy for a while (checkpoints, autovacuum's first rounds).
+        time.sleep(args.warmup)
         for rnd in range(args.rounds):
-            for binary in args.binaries:
+            # Every other round backwards, so no binary always goes first.
+            order = args.binaries if rnd % 2 == 0 else list(reversed(args.binaries))
+            for binary in order:
                 if served is None:
                     served = Served(binary, data, wanted)
                 until("every database healthy",
