@@ -218,14 +218,57 @@ pub fn etag(revision: u64) -> String {
     format!("\"{revision}\"")
 }
 
+/// One entity tag of an `If-Match` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityTag<'a> {
+    pub weak: bool,
+    /// Between the quotes.
+    pub opaque: &'a str,
+}
+
+/// The entity tags of an `If-Match` value (RFC 9110 §13.1.1: `*`, or a
+/// comma-separated list, empty elements allowed); `Some(None)` for `*`,
+/// `None` when it is neither. A tag is read to its closing quote, so a
+/// comma inside one is part of it.
+pub fn entity_tags(value: &str) -> Option<Option<Vec<EntityTag<'_>>>> {
+    const OWS: [char; 2] = [' ', '\t'];
+    if value.trim_matches(OWS) == "*" {
+        return Some(None);
+    }
+    let mut tags = Vec::new();
+    let mut rest = value.trim_start_matches(OWS);
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after.trim_start_matches(OWS);
+            continue;
+        }
+        let (weak, tag) = match rest.strip_prefix("W/") {
+            Some(tag) => (true, tag),
+            None => (false, rest),
+        };
+        let quoted = tag.strip_prefix('"')?;
+        let end = quoted.find('"')?;
+        tags.push(EntityTag {
+            weak,
+            opaque: &quoted[..end],
+        });
+        rest = quoted[end + 1..].trim_start_matches(OWS);
+        if !rest.is_empty() && !rest.starts_with(',') {
+            return None;
+        }
+    }
+    Some(Some(tags))
+}
+
 /// Whether an `If-Match` value names `revision` (`*` matches any). The
 /// comparison is strong (RFC 9110 13.1.1): a weak tag never matches.
 pub fn etag_matches(if_match: &str, revision: u64) -> bool {
-    let want = etag(revision);
-    if_match
-        .split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t == want)
+    let want = revision.to_string();
+    match entity_tags(if_match) {
+        Some(None) => true,
+        Some(Some(tags)) => tags.iter().any(|t| !t.weak && t.opaque == want),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -241,5 +284,10 @@ mod tests {
         assert!(!etag_matches("4", 4), "an unquoted tag is not a tag");
         assert!(!etag_matches("\"5\"", 4));
         assert!(!etag_matches("", 4));
+        assert!(
+            etag_matches("W/\"+,B\", \"4\"", 4),
+            "a comma inside a tag is part of it"
+        );
+        assert!(!etag_matches("\"4,5\"", 4));
     }
 }

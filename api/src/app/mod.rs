@@ -19,7 +19,7 @@ use crate::model::revision::Missing;
 use crate::model::{Invalid, Limits, Role};
 use crate::records::{Audit, Draft, Events, RecordsError};
 
-pub use databases::{etag, Deleted, RolledBack, Updated};
+pub use databases::{entity_tags, etag, Deleted, RolledBack, Updated};
 pub use streams::{DatabaseWatch, EventFollow, Next, Resume, StreamSlot, Streams};
 
 /// What every request may use.

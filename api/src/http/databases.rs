@@ -365,19 +365,7 @@ pub async fn rollback(
 /// `"*" / #entity-tag`): `"4"`, `W/"4"`, separated by commas. A list may be
 /// empty, or have empty elements; an empty list matches no revision (412).
 fn is_entity_tag_list(value: &str) -> bool {
-    let value = value.trim();
-    value == "*"
-        || value
-            .split(',')
-            .map(str::trim)
-            .filter(|tag| !tag.is_empty())
-            .all(|tag| {
-                let opaque = tag.strip_prefix("W/").unwrap_or(tag);
-                opaque.len() >= 2
-                    && opaque.starts_with('"')
-                    && opaque.ends_with('"')
-                    && !opaque[1..opaque.len() - 1].contains('"')
-            })
+    crate::app::entity_tags(value).is_some()
 }
 
 #[cfg(test)]
@@ -395,6 +383,8 @@ mod tests {
             "",
             " ",
             "\"4\",,",
+            "W/\"+,B\"",
+            "\"a b\", W/\"\"",
         ] {
             assert!(is_entity_tag_list(good), "{good}");
         }
