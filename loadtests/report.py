@@ -475,6 +475,10 @@ def write_report(a, quick, local, steps, k6_steps, runs, targets, storm_rows, cl
         lines += ["", "## Seeds, idle cost and cleanup", "",
                   f"{seed.get('databases', '?')} databases seeded (1 instance each) and healthy in "
                   f"{seed.get('seconds', '?')} s."]
+        settle = next((s for s in steps if s["step"] == "settle"), None)
+        if settle:
+            lines.append(f"The runs began once the machine was {settle['idle_share']:.0%} idle "
+                         f"(load {settle['load']}).")
         if idle:
             used = idle["pgplane_cpu_seconds"] + idle["servers_cpu_seconds"]
             lines.append(f"Idle, with {idle['postmasters']} servers running: pgplane used "

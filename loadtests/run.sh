@@ -176,6 +176,27 @@ t=$(date +%s)
 python3 "$HERE/seed.py" seed "$SEED" "$SEEDED_FILE"
 meta "{\"step\":\"seed\",\"databases\":$SEED,\"seconds\":$(($(date +%s) - t)),\"load_after\":\"$(loadavg)\"}"
 
+# The seeding leaves work behind (checkpoints, the servers' first looks):
+# the latency runs start once the machine is mostly idle again (two seconds
+# of /proc/stat at least 75 % idle), or after two minutes, said in the meta.
+settled=$(python3 - <<'PY'
+import time
+def idle():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v)
+deadline = time.monotonic() + 120
+while True:
+    i0, t0 = idle(); time.sleep(2); i1, t1 = idle()
+    share = (i1 - i0) / max(1, t1 - t0)
+    if share >= 0.75 or time.monotonic() > deadline:
+        print(f"{share:.2f}")
+        break
+PY
+)
+meta "{\"step\":\"settle\",\"idle_share\":$settled,\"load\":\"$(loadavg)\"}"
+say "machine idle share $settled after seeding; load average $(loadavg)"
+
 if [ -n "$PGPLANE_PID" ]; then
   # What the idle databases cost (pgplane's watcher and the servers); the window
   # also lets the machine settle after the seeding before the latency runs.
