@@ -71,8 +71,11 @@ struct Entry {
     paths: Paths,
     /// The record as it is on disk. Held only to read or swap it, never
     /// across a write to disk: reads never wait on the disk, and what is
-    /// published to the feed is always the current record.
-    record: Mutex<DatabaseRecord>,
+    /// published to the feed is always the current record. Shared, so a
+    /// look at it costs no copy (the watcher looks several times a pass),
+    /// and a new one on every change, so "the same record" is the same
+    /// pointer.
+    record: Mutex<Arc<DatabaseRecord>>,
     /// Serializes the changes of the record: held across the write to disk.
     writing: tokio::sync::Mutex<()>,
     secrets: Secrets,
@@ -217,7 +220,7 @@ impl Inner {
                 failures: 0,
                 error: None,
             }),
-            record: Mutex::new(record.clone()),
+            record: Mutex::new(Arc::new(record.clone())),
             writing: tokio::sync::Mutex::new(()),
             secrets,
             wake: Notify::new(),
@@ -319,7 +322,7 @@ impl Entry {
     }
 
     /// The record as it is now.
-    fn snapshot(&self) -> DatabaseRecord {
+    fn snapshot(&self) -> Arc<DatabaseRecord> {
         self.record.lock().expect("not poisoned").clone()
     }
 
@@ -328,20 +331,21 @@ impl Entry {
     async fn update_record(
         &self,
         change: impl FnOnce(&mut DatabaseRecord),
-    ) -> Result<DatabaseRecord, PgError> {
+    ) -> Result<Arc<DatabaseRecord>, PgError> {
         let _writing = self.writing.lock().await;
-        let mut next = self.snapshot();
+        let mut next = DatabaseRecord::clone(&self.snapshot());
         change(&mut next);
         self.persist(&next).await?;
-        self.replace(next.clone());
-        Ok(next)
+        Ok(self.replace(next))
     }
 
     /// Makes `next`, written to disk already, the record, and shows it.
     /// The caller holds `writing`.
-    fn replace(&self, next: DatabaseRecord) {
-        *self.record.lock().expect("not poisoned") = next;
+    fn replace(&self, next: DatabaseRecord) -> Arc<DatabaseRecord> {
+        let next = Arc::new(next);
+        *self.record.lock().expect("not poisoned") = next.clone();
         self.publish();
+        next
     }
 
     /// Shows the database as it is now to the feed's subscribers.
@@ -561,12 +565,12 @@ impl Backend for LocalBackend {
             } else {
                 None
             };
-            let mut next = r.clone();
+            let mut next = DatabaseRecord::clone(&r);
             next.change_spec(spec, change, self.inner.history);
             e.persist(&next)
                 .await
                 .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))?;
-            e.replace(next.clone());
+            let next = e.replace(next);
             if operation.is_some() {
                 e.observe(&self.inner, &next, |o| o.operation = operation);
             }
@@ -592,13 +596,13 @@ impl Backend for LocalBackend {
         let _writing = e.writing.lock().await;
         let r = e.snapshot();
         if !r.deleting {
-            let mut next = r.clone();
+            let mut next = DatabaseRecord::clone(&r);
             next.deleting = true;
             next.updated_at = Utc::now();
             e.persist(&next)
                 .await
                 .map_err(|e| BackendError::unavailable_by("cannot write the database record", e))?;
-            e.replace(next.clone());
+            let next = e.replace(next);
             e.observe(&self.inner, &next, |_| {});
             e.wake.notify_one();
         }

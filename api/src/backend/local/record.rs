@@ -26,7 +26,7 @@ pub struct InstanceRecord {
 }
 
 /// The persisted truth about one database.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatabaseRecord {
     pub spec: DatabaseSpec,
     pub owner: String,

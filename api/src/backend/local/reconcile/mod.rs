@@ -178,7 +178,7 @@ async fn reconcile(
         standbys::wait_streaming(entry, &record, sessions).await?;
     }
     let look = match seen {
-        Some(s) if s.record == record && healed == Healed::default() => s.look,
+        Some(s) if Arc::ptr_eq(&s.record, &record) && healed == Healed::default() => s.look,
         _ => {
             let look = health::look_at(entry, &record, sessions).await;
             // The steps may have counted restarts in the record since.
@@ -199,7 +199,8 @@ async fn reconcile(
 /// The first look of a pass, the record it was of and whether the
 /// configuration files held the wanted parameters then.
 struct Seen {
-    record: DatabaseRecord,
+    /// Every change makes a new record, so the same one is the same pointer.
+    record: Arc<DatabaseRecord>,
     look: Look,
     files_current: bool,
 }
@@ -207,8 +208,8 @@ struct Seen {
 impl Seen {
     /// What was seen, while it still holds: nothing was done since (the
     /// caller forgets it then) and the record is the one it was of.
-    fn still<'a>(seen: &'a Option<Seen>, record: &DatabaseRecord) -> Option<&'a Seen> {
-        seen.as_ref().filter(|s| &s.record == record)
+    fn still<'a>(seen: &'a Option<Seen>, record: &Arc<DatabaseRecord>) -> Option<&'a Seen> {
+        seen.as_ref().filter(|s| Arc::ptr_eq(&s.record, record))
     }
 }
 
