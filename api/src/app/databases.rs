@@ -9,7 +9,9 @@ use super::{App, AppError};
 use crate::backend::{BackendError, DeleteOutcome};
 use crate::model::paging::{ListQuery, Page};
 use crate::model::revision::{self, RevisionQuery};
-use crate::model::{self, Change, Credentials, Database, InstanceStatus, Revision, RevisionKind};
+use crate::model::{
+    self, Change, Credentials, Database, DatabaseSpec, InstanceStatus, Revision, RevisionKind,
+};
 use crate::records::Draft;
 
 /// How often a merge patch without `If-Match` is tried again when another
@@ -83,20 +85,40 @@ impl App {
             let current = self.backend.get(name).await?;
             // A patch that is wrong whatever the revision is refused as such
             // before the precondition is looked at.
-            let spec = current.spec();
-            let next = model::apply_patch(&spec, patch, &self.limits)?;
+            let next = model::apply_patch(&current.spec(), patch, &self.limits)?;
             precondition(if_match, current.revision)?;
-            self.backend.validate(&next).await?;
-            let changes = model::spec_changes(&spec, &next);
-            draft.set_changes(changes.clone());
-            draft.write_ahead(&self.audit, 202).await?;
-            match self.backend.update(next, current.revision, &change).await {
-                Ok(database) => return Ok(Updated { database, changes }),
-                Err(BackendError::RevisionMismatch { .. }) if if_match.is_none() => continue,
-                Err(e) => return Err(e.into()),
+            if let Some((database, changes)) = self
+                .write_spec(draft, &current, next, if_match, &change)
+                .await?
+            {
+                return Ok(Updated { database, changes });
             }
         }
         Err(AppError::TooManyConflicts(name.to_owned()))
+    }
+
+    /// The write of every spec change, after its read: the backend checks
+    /// `next`, the audit record is written ahead with what changed, and the
+    /// backend makes it the revision after `current`'s. `None` when another
+    /// change landed in between and, without `if_match`, the caller reads
+    /// again and retries.
+    async fn write_spec(
+        &self,
+        draft: &Draft,
+        current: &Database,
+        next: DatabaseSpec,
+        if_match: Option<&str>,
+        change: &Change,
+    ) -> Result<Option<(Database, Map<String, Value>)>, AppError> {
+        self.backend.validate(&next).await?;
+        let changes = model::spec_changes(&current.spec(), &next);
+        draft.set_changes(changes.clone());
+        draft.write_ahead(&self.audit, 202).await?;
+        match self.backend.update(next, current.revision, change).await {
+            Ok(database) => Ok(Some((database, changes))),
+            Err(BackendError::RevisionMismatch { .. }) if if_match.is_none() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A page of a database's revisions, newest first.
@@ -149,20 +171,15 @@ impl App {
             let spec = current.spec();
             let (patch, kept_storage) = revision::rollback_patch(&spec, &target.spec);
             let next = model::apply_patch(&spec, &patch, &self.limits)?;
-            self.backend.validate(&next).await?;
-            let changes = model::spec_changes(&spec, &next);
-            draft.set_changes(changes.clone());
-            draft.write_ahead(&self.audit, 202).await?;
-            match self.backend.update(next, current.revision, &change).await {
-                Ok(database) => {
-                    return Ok(RolledBack {
-                        database,
-                        changes,
-                        kept_storage,
-                    })
-                }
-                Err(BackendError::RevisionMismatch { .. }) if if_match.is_none() => continue,
-                Err(e) => return Err(e.into()),
+            if let Some((database, changes)) = self
+                .write_spec(draft, &current, next, if_match, &change)
+                .await?
+            {
+                return Ok(RolledBack {
+                    database,
+                    changes,
+                    kept_storage,
+                });
             }
         }
         Err(AppError::TooManyConflicts(name.to_owned()))
