@@ -126,34 +126,9 @@ struct Reason<'a> {
     reason: &'a str,
 }
 
-fn resync_frame() -> Bytes {
-    json_frame(
-        "resync",
-        None,
-        &Reason {
-            reason: "this client fell behind and missed changes: read the list again and open a new stream",
-        },
-    )
-}
-
-fn expired_frame() -> Bytes {
-    json_frame(
-        "expired",
-        None,
-        &Reason {
-            reason: "the token expired: log in again and open a new stream",
-        },
-    )
-}
-
-fn end_frame() -> Bytes {
-    json_frame(
-        "end",
-        None,
-        &Reason {
-            reason: "pgplane is shutting down: open a new stream shortly",
-        },
-    )
+/// A stream's last event: why it ends, and what the client does next.
+fn notice(event: &str, reason: &str) -> Bytes {
+    json_frame(event, None, &Reason { reason })
 }
 
 /// Why a stream ended.
@@ -246,9 +221,15 @@ async fn pump(mut p: Pump, tx: mpsc::Sender<Bytes>, body_ended: oneshot::Receive
     };
     let last = match ending {
         Ending::Gone => return,
-        Ending::Expired => expired_frame(),
-        Ending::Stopping => end_frame(),
-        Ending::Behind => resync_frame(),
+        Ending::Expired => notice(
+            "expired",
+            "the token expired: log in again and open a new stream",
+        ),
+        Ending::Stopping => notice("end", "pgplane is shutting down: open a new stream shortly"),
+        Ending::Behind => notice(
+            "resync",
+            "this client fell behind and missed changes: read the list again and open a new stream",
+        ),
     };
     let _ = tx.try_send(last);
     drop(tx);
