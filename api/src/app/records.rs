@@ -12,15 +12,20 @@ impl App {
     pub async fn events(&self, query: &EventQuery) -> Result<Page<ServiceEvent>, AppError> {
         let page = self.events.query(query).await?;
         if let Some(name) = &query.database {
-            if page.items.is_empty()
-                && query.span.cursor.is_none()
-                && !self.events.knows(name)
-                && self.backend.get(name).await.is_err()
-            {
-                return Err(AppError::NeverExisted(name.clone()));
+            if page.items.is_empty() && query.span.cursor.is_none() {
+                self.check_ever_existed(name).await?;
             }
         }
         Ok(page)
+    }
+
+    /// A name that found no event: a 404 unless it had events once or is
+    /// a database now.
+    pub(super) async fn check_ever_existed(&self, name: &str) -> Result<(), AppError> {
+        if !self.events.knows(name) && self.backend.get(name).await.is_err() {
+            return Err(AppError::NeverExisted(name.to_owned()));
+        }
+        Ok(())
     }
 
     /// Audit records newest first; on the per-database route the name must

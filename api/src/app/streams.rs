@@ -231,11 +231,8 @@ impl App {
             },
         };
         if let Some(name) = database {
-            if stored.is_empty()
-                && !self.events.knows(name)
-                && self.backend.get(name).await.is_err()
-            {
-                return Err(AppError::NeverExisted(name.to_owned()));
+            if stored.is_empty() {
+                self.check_ever_existed(name).await?;
             }
         }
         let last = stored.last().map(ServiceEvent::id);
