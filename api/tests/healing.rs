@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,27 +13,6 @@ use serde_json::{json, Value};
 use support::{connect, Caller, TestApp};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn pgdata(app: &TestApp, db: &str, ordinal: u32) -> PathBuf {
-    app.data_dir
-        .join("databases")
-        .join(db)
-        .join(format!("{db}-{ordinal}"))
-        .join("pgdata")
-}
-
-/// SIGKILLs an instance's postmaster; returns when it was killed.
-fn kill_instance(app: &TestApp, db: &str, ordinal: u32) -> DateTime<Utc> {
-    let text = std::fs::read_to_string(pgdata(app, db, ordinal).join("postmaster.pid")).unwrap();
-    let pid: i32 = text.lines().next().unwrap().trim().parse().unwrap();
-    let at = Utc::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    at
-}
 
 fn ts(e: &Value) -> DateTime<Utc> {
     e["ts"].as_str().unwrap().parse().unwrap()
@@ -88,7 +66,7 @@ async fn killed_standby_and_primary_are_seen_within_a_second_and_restarted() {
     assert_eq!(history[0]["ready_instances"], 2);
 
     for ordinal in [2, 1] {
-        let killed = kill_instance(&app, "orders", ordinal);
+        let killed = app.kill_instance("orders", ordinal);
         let degraded = editor
             .wait_event("orders", "degraded", killed, DEADLINE)
             .await;
@@ -133,14 +111,7 @@ async fn killed_standby_and_primary_are_seen_within_a_second_and_restarted() {
             p("degraded", "healthy"),
         ]
     );
-    let metrics = app
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"pgplane_state_transitions_total{from="healthy",to="degraded"} 2"#),
         "{metrics}"
@@ -173,8 +144,8 @@ async fn a_lost_primary_fails_over_to_the_standby_without_losing_rows() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let killed = kill_instance(&app, "orders", 1);
-    std::fs::remove_dir_all(pgdata(&app, "orders", 1)).unwrap();
+    let killed = app.kill_instance("orders", 1);
+    std::fs::remove_dir_all(app.pgdata("orders", 1)).unwrap();
     let failing = editor
         .wait_event("orders", "failing_over", killed, DEADLINE)
         .await;
@@ -224,8 +195,8 @@ async fn a_standby_with_unusable_data_is_rebuilt() {
     let app = TestApp::start().await;
     let editor = app.as_user("editor").await;
     orders_with_a_row(&app, &editor).await;
-    let killed = kill_instance(&app, "orders", 2);
-    std::fs::remove_file(pgdata(&app, "orders", 2).join("global/pg_control")).unwrap();
+    let killed = app.kill_instance("orders", 2);
+    std::fs::remove_file(app.pgdata("orders", 2).join("global/pg_control")).unwrap();
     let degraded = editor
         .wait_event("orders", "degraded", killed, DEADLINE)
         .await;

@@ -7,32 +7,12 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{connect, Caller, TestApp};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn pgdata(app: &TestApp, db: &str, ordinal: u32) -> PathBuf {
-    app.data_dir
-        .join("databases")
-        .join(db)
-        .join(format!("{db}-{ordinal}"))
-        .join("pgdata")
-}
-
-/// SIGKILLs an instance's postmaster, by the pid in its pid file.
-fn kill_instance(app: &TestApp, db: &str, ordinal: u32) {
-    let text = std::fs::read_to_string(pgdata(app, db, ordinal).join("postmaster.pid")).unwrap();
-    let pid: i32 = text.lines().next().unwrap().trim().parse().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-}
 
 async fn instances(caller: &Caller<'_>, db: &str) -> Vec<Value> {
     let (status, body) = caller
@@ -139,7 +119,7 @@ async fn instances_show_roles_readiness_timeline_lag_and_restarts() {
 
     // A killed standby is not ready within a second, then ready again.
     let started_before = standby["started_at"].clone();
-    kill_instance(&app, "orders", 2);
+    app.kill_instance("orders", 2);
     let (dead, took) = wait_instance(&viewer, "orders", "orders-2", DEADLINE, "not ready", |i| {
         i["ready"] == false
     })

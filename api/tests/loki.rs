@@ -280,7 +280,9 @@ async fn shipped_lines_are_read_tolerantly_and_pages_stay_full() {
     lines.push((ns(at(50)), event.to_string()));
     loki.push(&labels, &lines);
 
-    let unreadable_before = unreadable(&app).await;
+    let unreadable_before = app
+        .metric(r#"pgplane_records_unreadable_total{store="loki"}"#)
+        .await;
     let got = until_count(&admin, "/api/v1/audit?actor=shipper", 4).await;
     let ids: Vec<&str> = got.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert!(ids.iter().all(|id| id.starts_with("loki-")), "{ids:?}");
@@ -314,32 +316,15 @@ async fn shipped_lines_are_read_tolerantly_and_pages_stay_full() {
         .collect();
     assert_eq!(paged, got.iter().collect::<Vec<_>>());
     assert!(
-        unreadable(&app).await >= unreadable_before + 3.0,
+        app.metric(r#"pgplane_records_unreadable_total{store="loki"}"#)
+            .await
+            >= unreadable_before + 3.0,
         "the lines that are not records are counted"
     );
     // The shipped event is read through the event store in Loki.
     let events = until_count(&admin, "/api/v1/databases/shipped/events", 1).await;
     assert_eq!(events[0]["to"], "healthy");
     assert_eq!(events[0]["ready_instances"], 3);
-}
-
-/// `pgplane_records_unreadable_total{store="loki"}` as /metrics shows it.
-async fn unreadable(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("pgplane_records_unreadable_total{store=\"loki\"} "))
-        .expect("the metric is exported")
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,23 +214,6 @@ async fn a_follower_resumes_after_its_last_event_across_a_cut_and_a_restart() {
     );
 }
 
-/// `pgplane_<name>` as `/metrics` shows it now.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("pgplane_{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_and_the_others_keep_their_pace() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -261,7 +244,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_others_keep_their_pace()
     let mut reader = Sse::open(&app.client, &url, &editor.token, None).await;
     reader.expect("snapshot", SLOW).await;
     let deadline = tokio::time::Instant::now() + SLOW;
-    while metric(&app, "streams_open").await < 2.0 {
+    while app.metric("pgplane_streams_open").await < 2.0 {
         assert!(tokio::time::Instant::now() < deadline, "both streams open");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -303,7 +286,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_others_keep_their_pace()
             }
         }
         slowest = slowest.max(sent.elapsed());
-        if changes % 20 == 0 && metric(&app, "streams_open").await < 2.0 {
+        if changes % 20 == 0 && app.metric("pgplane_streams_open").await < 2.0 {
             break;
         }
     }
@@ -311,7 +294,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_others_keep_their_pace()
         slowest < Duration::from_secs(1),
         "the reader kept its pace: slowest change {slowest:?} over {changes}"
     );
-    assert!(metric(&app, "stream_events_dropped_total").await >= 1.0);
+    assert!(app.metric("pgplane_stream_events_dropped_total").await >= 1.0);
 
     // The stalled connection was closed under it: reading it now finds
     // its end (after what the kernel held for it).

@@ -172,6 +172,48 @@ impl TestApp {
         self.client.request(method, format!("{}{path}", self.base))
     }
 
+    /// What `/metrics` shows now.
+    pub async fn metrics(&self) -> String {
+        let r = self.request(Method::GET, "/metrics").send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
+    /// The value of the series `series` (name and labels, as exported) in
+    /// `/metrics` now.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The data directory of instance `ordinal` of the local database `db`.
+    pub fn pgdata(&self, db: &str, ordinal: u32) -> PathBuf {
+        self.data_dir
+            .join("databases")
+            .join(db)
+            .join(format!("{db}-{ordinal}"))
+            .join("pgdata")
+    }
+
+    /// SIGKILLs an instance's postmaster, by the pid in its pid file;
+    /// returns when it was killed.
+    pub fn kill_instance(&self, db: &str, ordinal: u32) -> chrono::DateTime<chrono::Utc> {
+        let text =
+            std::fs::read_to_string(self.pgdata(db, ordinal).join("postmaster.pid")).unwrap();
+        let pid: i32 = text.lines().next().unwrap().trim().parse().unwrap();
+        let at = chrono::Utc::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        at
+    }
+
     pub async fn token(&self, user: &str) -> String {
         let r = self
             .request(Method::POST, "/api/v1/auth/login")
