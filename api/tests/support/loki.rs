@@ -47,9 +47,22 @@ impl Loki {
                 grpc_port: free_port(),
             }),
         };
-        let s = loki.started.as_ref().unwrap();
-        loki.url = format!("http://127.0.0.1:{}", s.port);
-        loki.run();
+        // A free port can be taken by another test's server before Loki
+        // binds it: then Loki exits at once, and is started on new ports.
+        for attempt in 1.. {
+            let s = loki.started.as_ref().unwrap();
+            loki.url = format!("http://127.0.0.1:{}", s.port);
+            match loki.run() {
+                Ok(()) => break,
+                Err(log) if attempt < 3 && log.contains("address already in use") => {
+                    let s = loki.started.as_mut().unwrap();
+                    s.child = None;
+                    s.port = free_port();
+                    s.grpc_port = free_port();
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
         loki
     }
 
@@ -57,7 +70,9 @@ impl Loki {
         self.started.is_none()
     }
 
-    fn run(&mut self) {
+    /// Starts Loki and waits until it is ready; `Err` with its log when it
+    /// exited first.
+    fn run(&mut self) -> Result<(), String> {
         let bin = testbin();
         let s = self.started.as_mut().expect("a started Loki");
         let log = std::fs::OpenOptions::new()
@@ -80,10 +95,10 @@ impl Loki {
             .spawn()
             .expect("loki starts");
         s.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let url = format!("{}/ready", self.url);
         let until = Instant::now() + Duration::from_secs(90);
         loop {
@@ -92,11 +107,11 @@ impl Loki {
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
-                return;
+                return Ok(());
             }
             if let Some(Some(c)) = self.started.as_mut().map(|s| s.child.as_mut()) {
                 if let Some(status) = c.try_wait().unwrap() {
-                    panic!("loki exited with {status}: {}", self.log());
+                    return Err(format!("loki exited with {status}: {}", self.log()));
                 }
             }
             assert!(
@@ -137,7 +152,9 @@ impl Loki {
 
     /// Starts the stopped Loki again, on the same ports and data.
     pub fn resume(&mut self) {
-        self.run();
+        if let Err(log) = self.run() {
+            panic!("{log}");
+        }
     }
 
     /// Sends lines to `/loki/api/v1/push` under `labels`, as a log shipper does.
