@@ -1,7 +1,7 @@
 //! pgplane: managed PostgreSQL. Layers, each importing only those below it
 //! (a test in `api/tests/layers.rs` enforces it):
 //!
-//! - wiring: [`cli`], [`serve`]
+//! - wiring: [`cli`] (with [`client`], its client of the API), [`serve`]
 //! - [`http`]: routes, admission, extractors, the one problem+json mapping
 //! - [`app`]: what a request does
 //! - [`backend`] (local PostgreSQL, CloudNativePG), then [`auth`] and [`records`]
@@ -12,6 +12,7 @@ pub mod auth;
 pub mod backend;
 pub mod chain;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod files;
 pub mod http;

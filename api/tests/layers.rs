@@ -12,6 +12,7 @@ const RANKS: &[(&str, u8)] = &[
     ("main", 7),
     ("chain", 0),
     ("cli", 7),
+    ("client", 6),
     ("serve", 7),
     ("http", 6),
     ("app", 5),
@@ -28,7 +29,7 @@ const RANKS: &[(&str, u8)] = &[
 ];
 
 /// Modules allowed to speak HTTP (the API itself, and the wiring that serves it).
-const HTTP_SPEAKERS: &[&str] = &["http", "serve", "cli", "main", "lib"];
+const HTTP_SPEAKERS: &[&str] = &["http", "client", "serve", "cli", "main", "lib"];
 
 fn rank(module: &str) -> u8 {
     RANKS

@@ -65,12 +65,30 @@ impl Served {
         Served::spawn(dir, run, env, false)
     }
 
+    /// pgplane again on the address of `before` (killed first, if it still
+    /// runs): clients that reconnect find it where it was.
+    pub fn restart(before: &mut Served, dir: &Path, run: &str, env: &[(&str, &str)]) -> Served {
+        before.kill_nine();
+        let port = before.base.rsplit(':').next().unwrap().parse().unwrap();
+        Served::spawn_on(dir, run, env, true, port)
+    }
+
     fn spawn(dir: &Path, run: &str, env: &[(&str, &str)], keep_output: bool) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        Served::spawn_on(dir, run, env, keep_output, port)
+    }
+
+    fn spawn_on(
+        dir: &Path,
+        run: &str,
+        env: &[(&str, &str)],
+        keep_output: bool,
+        port: u16,
+    ) -> Served {
         let data = dir.join("data");
         let stdout = dir.join(format!("{run}.stdout"));
         let stderr = dir.join(format!("{run}.stderr"));
@@ -107,7 +125,9 @@ impl Served {
 
     /// SIGKILL: pgplane gets no chance to finish anything.
     pub fn kill_nine(&mut self) {
-        self.child.kill().unwrap();
+        if self.child.try_wait().unwrap().is_none() {
+            self.child.kill().unwrap();
+        }
         self.child.wait().unwrap();
     }
 
