@@ -806,3 +806,31 @@ fn the_progress_line_shows_on_a_terminal_and_not_in_a_pipe() {
     );
     assert!(!piped.stderr.contains('\r') && !piped.stderr.contains('\x1b'));
 }
+
+#[test]
+fn help_lists_every_exit_code_and_completion_scripts_know_the_commands() {
+    let help = pgplane(&["--help"]).output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    let codes: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Exit codes:")
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..=11).map(|c| c.to_string()).collect();
+    assert_eq!(codes, expected, "{help}");
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef pgplane"),
+        ("fish", "complete -c pgplane"),
+    ] {
+        let out = pgplane(&["completion", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        for word in ["login", "credentials", "rollback", "--wait"] {
+            assert!(script.contains(word), "{shell} completes no {word}");
+        }
+    }
+}

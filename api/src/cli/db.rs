@@ -287,7 +287,17 @@ async fn list(
                     when: "during the watch".into(),
                 })
             }
-            _ => break,
+            "end" => {
+                eprintln!("pgplane: the server is shutting down: the watch ended");
+                break;
+            }
+            "resync" => {
+                eprintln!(
+                    "pgplane: this watch fell behind the changes and was cut off: run it again"
+                );
+                break;
+            }
+            _ => continue,
         };
         match out {
             Format::Table => {
