@@ -135,7 +135,7 @@ ROOTS=(gitops/root.yaml gitops/root-kind.yaml)
 # ---------------------------------------------------------------- schemas
 section "schemas (kubernetes-validate --strict $K8S_VERSION; CRDs from $UPSTREAM)"
 run "schemas" "${CHECK[@]}" schemas --upstream "$UPSTREAM" --kubernetes-version "$K8S_VERSION" \
-  "${rendered_manifests[@]}" "${rendered_gitops[@]}" "${ROOTS[@]}"
+  "${rendered_manifests[@]}" "${rendered_gitops[@]}" "${ROOTS[@]}" gitops/databases/rendered/clusters.yaml
 
 # ---------------------------------------------------------------- Deployment
 section "Deployment settings"
@@ -195,6 +195,16 @@ else
   sed 's/^/   /' "$WORK/rbac.err" | tail -20
   echo "FAIL $PGPLANE_BIN rbac failed (see above)"
   failed+=("role vs pgplane rbac")
+fi
+
+# ---------------------------------------------------------------- databases in git
+section "databases declared in git"
+# pgplane render applies the rules of POST /databases to every spec; the
+# committed Clusters must be what it renders now.
+if [ -z "${PGPLANE_BIN:-}" ]; then
+  skip "rendered databases" "PGPLANE_BIN is not set (point it at a built pgplane binary)"
+else
+  run "gitops/databases/rendered is what pgplane render makes of the specs" scripts/render-databases.sh --check
 fi
 
 # ---------------------------------------------------------------- Terraform

@@ -9,51 +9,27 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ResourceQuota, Secret};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use reqwest::{Method, StatusCode};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use pgplane::backend::kubernetes::cluster::{self, Cluster};
 use pgplane::backend::kubernetes::rbac;
-use support::kube::{Cuttable, KubeServer, NAMESPACE, SA_USER};
+use support::kube::{
+    raw_cluster, serve, serve_args, serve_ready, Cuttable, KubeServer, NAMESPACE, SA_USER,
+};
 use support::{Caller, TestApp};
 
 const STATE_DEADLINE: Duration = Duration::from_secs(10);
 const HEALTHY: &str = "Cluster in healthy state";
-
-fn serve_args(kubeconfig: &Path) -> Vec<String> {
-    vec![
-        "--backend".into(),
-        "kubernetes".into(),
-        "--kubeconfig".into(),
-        kubeconfig.display().to_string(),
-        "--namespace".into(),
-        NAMESPACE.into(),
-        "--postgres-versions".into(),
-        "15,16,17".into(),
-    ]
-}
-
-/// pgplane on the kubernetes backend as `user` of the test API server.
-async fn serve(kube: &KubeServer, user: &str) -> TestApp {
-    let args = serve_args(&kube.kubeconfig(user));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    TestApp::start_with(&args).await
-}
-
-async fn serve_ready(kube: &KubeServer, user: &str) -> TestApp {
-    let app = serve(kube, user).await;
-    app.wait_ready(200, Duration::from_secs(30)).await;
-    app
-}
 
 /// Waits until `/readyz` answers 503 naming `needle`; returns its body.
 async fn wait_failing(app: &TestApp, needle: &str) -> Value {
@@ -69,19 +45,6 @@ async fn wait_failing(app: &TestApp, needle: &str) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The Cluster as the API server has it, every field.
-async fn raw_cluster(kube: &KubeServer, name: &str) -> Option<Value> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        kube.admin.clone(),
-        NAMESPACE,
-        &ApiResource::erase::<Cluster>(&()),
-    );
-    api.get_opt(name)
-        .await
-        .unwrap()
-        .map(|o| serde_json::to_value(o).unwrap())
 }
 
 /// The events of a database once there are `n`, newest first; fails if
@@ -1023,11 +986,7 @@ async fn the_printed_role_is_sufficient_and_minimal() {
         )
         .unwrap(),
         NAMESPACE,
-        &cluster::Stamp {
-            owner: "test".into(),
-            revision: 1,
-            updated_at: None,
-        },
+        &cluster::Stamp::api("test".into(), 1, None),
     );
     kube.clusters()
         .create(&PostParams::default(), &probe)
@@ -1169,7 +1128,9 @@ fn render_prints_the_cluster_and_rbac_the_role() {
             "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
             "metadata": {"name": "orders", "namespace": "databases",
                          "labels": {"app.kubernetes.io/managed-by": "pgplane", "team": "payments"},
-                         "annotations": {"pgplane.io/owner": "alice", "pgplane.io/revision": "1"}},
+                         "annotations": {"pgplane.io/owner": "alice", "pgplane.io/revision": "1",
+                                         "pgplane.io/source": "git",
+                                         "pgplane.io/declared-in": spec.display().to_string()}},
             "spec": {"instances": 3, "imageName": "ghcr.io/cloudnative-pg/postgresql:16",
                      "storage": {"size": "10Gi"},
                      "postgresql": {"parameters": {"max_connections": "200"}},
@@ -1185,6 +1146,45 @@ fn render_prints_the_cluster_and_rbac_the_role() {
     assert!(
         stderr.contains("name:") && stderr.contains("instances:"),
         "{stderr}"
+    );
+
+    // A directory: one document per spec file, in name order; a name
+    // declared twice is refused, naming both files.
+    let specs = dir.path().join("specs");
+    std::fs::create_dir(&specs).unwrap();
+    std::fs::write(
+        specs.join("b.yaml"),
+        "name: beta
+",
+    )
+    .unwrap();
+    std::fs::write(specs.join("a.json"), r#"{"name": "alpha"}"#).unwrap();
+    std::fs::write(specs.join("notes.md"), "not a spec").unwrap();
+    let out = pgplane_binary(&["render", specs.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let names: Vec<String> = serde_yaml::Deserializer::from_slice(&out.stdout)
+        .map(|d| {
+            let v = Value::deserialize(d).unwrap();
+            v["metadata"]["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    std::fs::write(
+        specs.join("c.yaml"),
+        "name: alpha
+",
+    )
+    .unwrap();
+    let out = pgplane_binary(&["render", specs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "pgplane: database alpha is declared twice: in {} and in {}",
+            specs.join("a.json").display(),
+            specs.join("c.yaml").display()
+        )
     );
 
     let out = pgplane_binary(&["rbac", "--namespace", "dbs"]);

@@ -129,16 +129,8 @@ fn every_rendered_cluster_passes_the_upstream_schema() {
     for body in specs.into_iter().chain(sweep) {
         let spec = parse_create(&body, &limits()).expect("a valid spec");
         for stamp in [
-            Stamp {
-                owner: "git".into(),
-                revision: 1,
-                updated_at: None,
-            },
-            Stamp {
-                owner: "alice@example.com".into(),
-                revision: 42,
-                updated_at: Some(chrono::Utc::now()),
-            },
+            Stamp::api("git".into(), 1, None),
+            Stamp::api("alice@example.com".into(), 42, Some(chrono::Utc::now())),
         ] {
             let object = serde_json::to_value(render(&spec, "databases", &stamp)).unwrap();
             let errors: Vec<String> = validator
@@ -154,16 +146,8 @@ fn every_rendered_cluster_passes_the_upstream_schema() {
 fn the_check_refuses_unknown_and_wrong_fields() {
     let validator = validator();
     let spec = parse_create(&json!({"name": "orders"}), &limits()).unwrap();
-    let good = serde_json::to_value(render(
-        &spec,
-        "databases",
-        &Stamp {
-            owner: "a".into(),
-            revision: 1,
-            updated_at: None,
-        },
-    ))
-    .unwrap();
+    let good =
+        serde_json::to_value(render(&spec, "databases", &Stamp::api("a".into(), 1, None))).unwrap();
     assert!(validator.is_valid(&good));
     let broken: BTreeMap<&str, Value> = BTreeMap::from([
         ("unknown spec field", json!({"spec": {"instancez": 1}})),

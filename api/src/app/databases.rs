@@ -6,11 +6,12 @@
 use serde_json::{Map, Value};
 
 use super::{App, AppError};
-use crate::backend::{BackendError, DeleteOutcome};
+use crate::backend::{Adopted, BackendError, DeleteOutcome};
 use crate::model::paging::{ListQuery, Page};
 use crate::model::revision::{self, RevisionQuery};
 use crate::model::{
-    self, Change, Credentials, Database, DatabaseSpec, InstanceStatus, Revision, RevisionKind,
+    self, Change, Credentials, Database, DatabaseSpec, InstanceStatus, Invalid, Revision,
+    RevisionKind, Source,
 };
 use crate::records::Draft;
 
@@ -83,6 +84,7 @@ impl App {
         let change = Change::new(RevisionKind::Update, by, Some(&draft.request_id()));
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.backend.get(name).await?;
+            changeable(&current)?;
             // A patch that is wrong whatever the revision is refused as such
             // before the precondition is looked at.
             let next = model::apply_patch(&current.spec(), patch, &self.limits)?;
@@ -160,6 +162,7 @@ impl App {
         let change = Change::rollback(n, by, Some(&draft.request_id()));
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.backend.get(name).await?;
+            changeable(&current)?;
             precondition(if_match, current.revision)?;
             let history = self.backend.revisions(name).await?;
             let target = revision::find(&history, current.revision, n).map_err(|missing| {
@@ -191,7 +194,7 @@ impl App {
         match self.backend.get(name).await {
             Err(BackendError::NotFound(_)) => return Ok(Deleted::Gone),
             Err(e) => return Err(e.into()),
-            Ok(_) => {}
+            Ok(current) => changeable(&current)?,
         }
         draft.write_ahead(&self.audit, 202).await?;
         match self.backend.delete(name).await? {
@@ -212,10 +215,54 @@ impl App {
         Ok(self.backend.get(name).await?.instances_status)
     }
 
+    /// Takes an existing Cluster under management, as `by`; the answer
+    /// names what of it pgplane leaves alone.
+    pub async fn adopt_database(
+        &self,
+        draft: &Draft,
+        name: &str,
+        by: &str,
+    ) -> Result<Adopted, AppError> {
+        model::check_name(name).map_err(|e| {
+            Invalid(vec![model::FieldError::new(
+                "name",
+                format!("{name:?} cannot be a pgplane database's name: it {e}"),
+            )])
+        })?;
+        draft.write_ahead(&self.audit, 200).await?;
+        let adopted = self.backend.adopt(name, by).await?;
+        tracing::info!(database = %name, "database adopted");
+        Ok(adopted)
+    }
+
+    /// Gives a database back: pgplane's marks leave it, nothing else changes.
+    pub async fn release_database(&self, draft: &Draft, name: &str) -> Result<(), AppError> {
+        let current = self.backend.get(name).await?;
+        changeable(&current)?;
+        draft.write_ahead(&self.audit, 204).await?;
+        self.backend.release(name).await?;
+        tracing::info!(database = %name, "database released");
+        Ok(())
+    }
+
     pub async fn credentials(&self, name: &str) -> Result<Credentials, AppError> {
         let credentials = self.backend.credentials(name).await?;
         tracing::info!(database = %name, "credentials read");
         Ok(credentials)
+    }
+}
+
+/// `DeclaredInGit` for a database whose spec lives in git.
+fn changeable(db: &Database) -> Result<(), AppError> {
+    match db.source {
+        Source::Git => Err(AppError::DeclaredInGit {
+            name: db.name.clone(),
+            path: db
+                .declared_in
+                .clone()
+                .unwrap_or_else(|| "its spec file".into()),
+        }),
+        Source::Api | Source::Adopted => Ok(()),
     }
 }
 

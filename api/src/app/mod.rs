@@ -57,6 +57,9 @@ pub enum AppError {
     /// A revision of a database that exists, never made or pruned since.
     #[error("database {name}: {missing}")]
     Revision { name: String, missing: Missing },
+    /// A change to a database whose spec lives in git: it belongs there.
+    #[error("database {name} is declared in git, in {path}: change it there (Argo CD applies it); the API does not")]
+    DeclaredInGit { name: String, path: String },
 }
 
 /// The actor of a failed login whose username is no user's.

@@ -78,6 +78,14 @@ impl BackendError {
     }
 }
 
+/// An adopted Cluster: the database it now is, and each field of it that
+/// pgplane leaves to whoever set it (its path, such as `spec.monitoring`).
+#[derive(Debug, Clone)]
+pub struct Adopted {
+    pub database: Database,
+    pub left_alone: Vec<String>,
+}
+
 /// Whether a delete started now or the database was already gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -128,6 +136,24 @@ pub trait Backend: Send + Sync + 'static {
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, BackendError>;
 
     async fn credentials(&self, name: &str) -> Result<Credentials, BackendError>;
+
+    /// Takes an existing, unmanaged database of the platform under
+    /// management without changing its spec. Only the kubernetes backend
+    /// has such databases.
+    async fn adopt(&self, name: &str, by: &str) -> Result<Adopted, BackendError> {
+        let _ = by;
+        Err(BackendError::Rejected(format!(
+            "only the kubernetes backend adopts existing Clusters; {name} cannot be adopted here"
+        )))
+    }
+
+    /// Removes pgplane's marks from a database it manages, leaving the rest
+    /// as it is; pgplane stops seeing it.
+    async fn release(&self, name: &str) -> Result<(), BackendError> {
+        Err(BackendError::Rejected(format!(
+            "only the kubernetes backend releases Clusters; {name} cannot be released here"
+        )))
+    }
 
     /// Every database as last shown, and each change from now on: what
     /// `watch=true` streams are made of.

@@ -100,6 +100,10 @@ enum DbCommand {
     Instances { name: String },
     /// Every revision of the database's spec, newest first.
     Revisions { name: String },
+    /// Take an existing CloudNativePG Cluster under management (admin; kubernetes backend).
+    Adopt { name: String },
+    /// Give a database back: pgplane's marks go, the Cluster stays (admin; kubernetes backend).
+    Release { name: String },
     /// Make an earlier revision's spec the next revision (storage is kept).
     Rollback {
         name: String,
@@ -236,6 +240,21 @@ pub async fn run(args: DbArgs) -> Result<ExitCode, CliError> {
             if_match,
             wait,
         } => rollback(&client, &name, revision, if_match, wait, out).await,
+        DbCommand::Adopt { name } => {
+            let at = path(&name, "/adopt");
+            let answer = client.send(Call::new(Method::POST, &at)).await?;
+            for field in answer.body["left_alone"].as_array().into_iter().flatten() {
+                eprintln!("left alone: {}", field.as_str().unwrap_or_default());
+            }
+            print_database(&answer.body, out);
+            Ok(ExitCode::SUCCESS)
+        }
+        DbCommand::Release { name } => {
+            let at = path(&name, "/release");
+            client.send(Call::new(Method::POST, &at)).await?;
+            eprintln!("{name} is released: pgplane no longer manages it");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

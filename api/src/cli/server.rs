@@ -8,8 +8,13 @@ use crate::config::{ServeArgs, Settings};
 
 #[derive(clap::Args)]
 pub struct RenderArgs {
-    /// The database spec: a file, or `-` for standard input.
+    /// A database spec file, a directory of them (each *.yaml, *.yml and
+    /// *.json in it, one database a file), or `-` for standard input.
     file: std::path::PathBuf,
+    /// Where the spec is declared, recorded on the Cluster (default: the
+    /// file's path in its git repository, else as given).
+    #[arg(long)]
+    declared_in: Option<String>,
     /// Namespace of the databases.
     #[arg(long, env = "PGPLANE_NAMESPACE", default_value = "databases")]
     namespace: String,
@@ -99,11 +104,11 @@ pub fn read_spec(file: &std::path::Path) -> Result<serde_json::Value, String> {
     serde_yaml::from_str(&text).map_err(|e| format!("{} is not JSON or YAML: {e}", file.display()))
 }
 
-/// `pgplane render`: the spec through the same rules as `POST /databases`,
-/// then [`crate::backend::kubernetes::cluster::render`].
+/// `pgplane render`: each spec through the same rules as `POST
+/// /databases`, then [`crate::backend::kubernetes::cluster::render`],
+/// marked as declared in git at the spec's path; one YAML document each.
 fn render(args: &RenderArgs) -> Result<String, String> {
     use crate::backend::kubernetes::cluster;
-    let body = read_spec(&args.file)?;
     let versions = match &args.postgres_versions {
         Some(v) => crate::config::parse_versions(v)
             .map_err(|e| format!("bad setting PGPLANE_POSTGRES_VERSIONS: {e}"))?,
@@ -119,32 +124,121 @@ fn render(args: &RenderArgs) -> Result<String, String> {
         postgres_versions: versions,
         max_storage_bytes: crate::model::DEFAULT_MAX_STORAGE_BYTES,
     };
-    let spec =
-        crate::model::parse_create(&body, &limits).map_err(|crate::model::Invalid(errors)| {
-            let lines: Vec<String> = errors
-                .iter()
-                .map(|e| {
-                    format!(
-                        "  {}: {}",
-                        if e.field.is_empty() {
+    let files = spec_files(&args.file)?;
+    if files.len() > 1 && args.declared_in.is_some() {
+        return Err("--declared-in names one file's place: give a file, not a directory".into());
+    }
+    let mut problems = Vec::new();
+    let mut seen: std::collections::BTreeMap<String, std::path::PathBuf> = Default::default();
+    let mut documents = Vec::new();
+    for file in &files {
+        let body = match read_spec(file) {
+            Ok(body) => body,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let spec = match crate::model::parse_create(&body, &limits) {
+            Ok(spec) => spec,
+            Err(crate::model::Invalid(errors)) => {
+                let lines: Vec<String> = errors
+                    .iter()
+                    .map(|e| {
+                        let field = if e.field.is_empty() {
                             "(body)"
                         } else {
                             &e.field
-                        },
-                        e.message
-                    )
-                })
-                .collect();
-            format!("the spec is invalid:\n{}", lines.join("\n"))
-        })?;
-    let object = cluster::render(
-        &spec,
-        &args.namespace,
-        &cluster::Stamp {
-            owner: args.owner.clone(),
-            revision: 1,
-            updated_at: None,
-        },
-    );
-    serde_yaml::to_string(&object).map_err(|e| format!("cannot print the Cluster: {e}"))
+                        };
+                        format!("  {field}: {}", e.message)
+                    })
+                    .collect();
+                problems.push(format!(
+                    "{} is invalid:\n{}",
+                    file.display(),
+                    lines.join("\n")
+                ));
+                continue;
+            }
+        };
+        if let Some(first) = seen.get(&spec.name) {
+            problems.push(format!(
+                "database {} is declared twice: in {} and in {}",
+                spec.name,
+                first.display(),
+                file.display()
+            ));
+            continue;
+        }
+        seen.insert(spec.name.clone(), file.clone());
+        let declared_in = match &args.declared_in {
+            Some(path) => Some(path.clone()),
+            None if file.as_os_str() == "-" => None,
+            None => Some(repository_path(file)),
+        };
+        let object = cluster::render(
+            &spec,
+            &args.namespace,
+            &cluster::Stamp {
+                source: crate::model::Source::Git,
+                declared_in,
+                ..cluster::Stamp::api(args.owner.clone(), 1, None)
+            },
+        );
+        documents.push(
+            serde_yaml::to_string(&object).map_err(|e| format!("cannot print the Cluster: {e}"))?,
+        );
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
+    Ok(documents.join("---\n"))
+}
+
+/// The spec files `path` names: itself, or each spec file in the directory,
+/// by name.
+fn spec_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    if path.as_os_str() == "-" || !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let entries =
+        std::fs::read_dir(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let file = entry
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .path();
+        let spec = file
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json");
+        if spec && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "{} holds no spec file (*.yaml, *.yml, *.json)",
+            path.display()
+        ));
+    }
+    Ok(files)
+}
+
+/// A file's path from the root of the git repository it is in (the
+/// nearest directory above it holding `.git`), else the path as given.
+fn repository_path(file: &std::path::Path) -> String {
+    let Ok(absolute) = file.canonicalize() else {
+        return file.display().to_string();
+    };
+    let mut dir = absolute.parent();
+    while let Some(d) = dir {
+        if d.join(".git").exists() {
+            if let Ok(relative) = absolute.strip_prefix(d) {
+                return relative.display().to_string();
+            }
+        }
+        dir = d.parent();
+    }
+    file.display().to_string()
 }

@@ -361,6 +361,71 @@ pub async fn rollback(
     Ok((StatusCode::ACCEPTED, [(ETAG, tag)], Json(answer)).into_response())
 }
 
+/// The answer to an adoption: the database the Cluster now is, and what
+/// of it pgplane leaves to whoever set it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AdoptedDatabase {
+    #[serde(flatten)]
+    pub database: Database,
+    /// Each field pgplane does not manage, by path (such as
+    /// `spec.monitoring` or `metadata.labels.team`): left as it is, never
+    /// shown or changed through the API.
+    #[schema(example = json!(["spec.monitoring", "spec.storage.storageClass"]))]
+    pub left_alone: Vec<String>,
+}
+
+/// Takes an existing CloudNativePG Cluster of the namespace under
+/// management (kubernetes backend): pgplane's label and annotations are
+/// added by server-side apply, nothing of its spec changes.
+#[utoipa::path(post, path = "/api/v1/databases/{name}/adopt", tag = "databases", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, body = AdoptedDatabase, headers(("ETag" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn adopt(
+    State(app): State<AppState>,
+    Extension(draft): Extension<Draft>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, HttpError> {
+    let adopted = app.adopt_database(&draft, &name, &caller.username).await?;
+    let tag = etag(adopted.database.revision);
+    let answer = AdoptedDatabase {
+        database: adopted.database,
+        left_alone: adopted.left_alone,
+    };
+    Ok(([(ETAG, tag)], Json(answer)).into_response())
+}
+
+/// Gives a database back (kubernetes backend): pgplane's label,
+/// annotations and revision history go, the Cluster stays as it is, and
+/// pgplane stops seeing it.
+#[utoipa::path(post, path = "/api/v1/databases/{name}/release", tag = "databases", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Released"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn release(
+    State(app): State<AppState>,
+    Extension(draft): Extension<Draft>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, HttpError> {
+    app.release_database(&draft, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Whether a header is `*` or a list of entity tags (RFC 9110 13.1.1,
 /// `"*" / #entity-tag`): `"4"`, `W/"4"`, separated by commas. A list may be
 /// empty, or have empty elements; an empty list matches no revision (412).

@@ -194,6 +194,7 @@ impl HttpError {
                 AppError::TooManyStreams(_) => {
                     Answer::new(S::SERVICE_UNAVAILABLE, "too-many-streams").retry_after(5)
                 }
+                AppError::DeclaredInGit { .. } => Answer::new(S::CONFLICT, "declared-in-git"),
                 AppError::Revision { missing, .. } => match missing {
                     Missing::NeverExisted(_) => Answer::new(S::NOT_FOUND, "not-found"),
                     Missing::Pruned(_) => Answer::new(S::GONE, "gone"),

@@ -180,6 +180,16 @@ pub fn table() -> Vec<Route> {
             Needs(Editor),
             Audit::Every(Action::Rollback),
         ),
+        route::<databases::__path_adopt, _, _>(
+            databases::adopt,
+            Needs(Admin),
+            Audit::Every(Action::Adopt),
+        ),
+        route::<databases::__path_release, _, _>(
+            databases::release,
+            Needs(Admin),
+            Audit::Every(Action::Release),
+        ),
         route::<records::__path_database_events, _, _>(
             records::database_events,
             Needs(Viewer),

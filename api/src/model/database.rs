@@ -106,6 +106,38 @@ pub struct Database {
     #[serde(default)]
     #[schema(required = true)]
     pub instances_status: Vec<InstanceStatus>,
+    /// Where the database is declared: changes to a `git` one belong in
+    /// its spec file, not in the API.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub source: Source,
+    /// Of a `git` database: the spec's path in the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "gitops/databases/inventory.yaml")]
+    pub declared_in: Option<String>,
+}
+
+/// Where a database comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Made through the API.
+    #[default]
+    Api,
+    /// Rendered from a spec in git and applied by Argo CD: read-only here.
+    Git,
+    /// An existing Cluster taken under management; managed as `api` ones are.
+    Adopted,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Git => "git",
+            Source::Adopted => "adopted",
+        }
+    }
 }
 
 /// One instance (one PostgreSQL server) of a database, as the backend last

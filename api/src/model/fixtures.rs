@@ -6,7 +6,7 @@
 use chrono::{TimeZone, Utc};
 
 use super::database::{
-    Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus, State,
+    Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus, Source, State,
 };
 
 impl DatabaseSpec {
@@ -98,6 +98,8 @@ impl Database {
             created_at: at,
             updated_at: at,
             undone: None,
+            source: Source::Api,
+            declared_in: None,
         }
     }
 

@@ -14,7 +14,7 @@ pub mod spec;
 
 pub use database::{
     Credentials, Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus,
-    State, UndoneChange,
+    Source, State, UndoneChange,
 };
 pub use invalid::{FieldError, Invalid};
 pub use revision::{Change, Revision, RevisionKind};

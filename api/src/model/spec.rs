@@ -76,6 +76,8 @@ pub const OBSERVED_FIELDS: &[&str] = &[
     "updated_at",
     "undone",
     "instances_status",
+    "source",
+    "declared_in",
 ];
 
 /// The body of `POST /databases`, for the OpenAPI document. Parsing goes

@@ -39,6 +39,10 @@ pub enum Action {
     Rollback,
     #[serde(rename = "database.credentials_read")]
     CredentialsRead,
+    #[serde(rename = "database.adopt")]
+    Adopt,
+    #[serde(rename = "database.release")]
+    Release,
     /// A refused read of the audit trail (reads that are allowed are not
     /// recorded, so that reading the trail does not grow it).
     #[serde(rename = "audit.read")]
@@ -46,7 +50,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 10] = [
         Action::Login,
         Action::LoginFailed,
         Action::Create,
@@ -54,6 +58,8 @@ impl Action {
         Action::Delete,
         Action::Rollback,
         Action::CredentialsRead,
+        Action::Adopt,
+        Action::Release,
         Action::AuditRead,
     ];
 
@@ -65,6 +71,8 @@ impl Action {
             Action::Update => "database.update",
             Action::Delete => "database.delete",
             Action::Rollback => "database.rollback",
+            Action::Adopt => "database.adopt",
+            Action::Release => "database.release",
             Action::CredentialsRead => "database.credentials_read",
             Action::AuditRead => "audit.read",
         }

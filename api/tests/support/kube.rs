@@ -21,7 +21,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Config};
 
-use super::free_port;
+use super::{free_port, TestApp};
 use serde_json::{json, Value};
 
 use pgplane::backend::kubernetes::cluster::Cluster;
@@ -538,4 +538,45 @@ impl Drop for Cuttable {
         self.cut.send_replace(true);
         self.task.abort();
     }
+}
+
+// ---------------------------------------------------------------- pgplane on it
+
+pub fn serve_args(kubeconfig: &Path) -> Vec<String> {
+    vec![
+        "--backend".into(),
+        "kubernetes".into(),
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "--namespace".into(),
+        NAMESPACE.into(),
+        "--postgres-versions".into(),
+        "15,16,17".into(),
+    ]
+}
+
+/// pgplane on the kubernetes backend as `user` of the test API server.
+pub async fn serve(kube: &KubeServer, user: &str) -> TestApp {
+    let args = serve_args(&kube.kubeconfig(user));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    TestApp::start_with(&args).await
+}
+
+pub async fn serve_ready(kube: &KubeServer, user: &str) -> TestApp {
+    let app = serve(kube, user).await;
+    app.wait_ready(200, Duration::from_secs(30)).await;
+    app
+}
+
+/// The Cluster as the API server has it, every field.
+pub async fn raw_cluster(kube: &KubeServer, name: &str) -> Option<Value> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        kube.admin.clone(),
+        NAMESPACE,
+        &ApiResource::erase::<Cluster>(&()),
+    );
+    api.get_opt(name)
+        .await
+        .unwrap()
+        .map(|o| serde_json::to_value(o).unwrap())
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::spec::RESERVED_LABEL_PREFIXES;
 use crate::model::{
-    Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus, State,
+    Database, DatabaseSpec, Endpoints, InstanceRole, InstanceState, InstanceStatus, Source, State,
 };
 
 /// The label that makes a Cluster a pgplane database.
@@ -38,6 +38,11 @@ pub const UPDATED_AT: &str = "pgplane.io/updated-at";
 /// directory, exactly one records each transition. The count tells a claim
 /// made since from the same state seen earlier (healthy, degraded, healthy).
 pub const RECORDED_STATE: &str = "pgplane.io/recorded-state";
+/// Where the Cluster comes from when not from the API: `git` (rendered by
+/// `pgplane render`, applied by Argo CD) or `adopted`.
+pub const SOURCE: &str = "pgplane.io/source";
+/// Of a Cluster declared in git: the spec's path in the repository.
+pub const DECLARED_IN: &str = "pgplane.io/declared-in";
 /// The PostgreSQL images CNPG publishes, tagged by major version.
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/cloudnative-pg/postgresql";
 /// The database and role `bootstrap.initdb` makes; the `-app` Secret is theirs.
@@ -165,6 +170,22 @@ pub struct Stamp {
     pub revision: u64,
     /// `None` for `pgplane render` (declared in git): no API change yet.
     pub updated_at: Option<DateTime<Utc>>,
+    pub source: Source,
+    /// Of a Cluster declared in git: the spec's path in the repository.
+    pub declared_in: Option<String>,
+}
+
+impl Stamp {
+    /// The stamp of a database made or changed through the API.
+    pub fn api(owner: String, revision: u64, updated_at: Option<DateTime<Utc>>) -> Stamp {
+        Stamp {
+            owner,
+            revision,
+            updated_at,
+            source: Source::Api,
+            declared_in: None,
+        }
+    }
 }
 
 /// The image of a PostgreSQL major.
@@ -199,6 +220,12 @@ pub fn render(spec: &DatabaseSpec, namespace: &str, stamp: &Stamp) -> Cluster {
             UPDATED_AT.into(),
             t.to_rfc3339_opts(SecondsFormat::Secs, true),
         );
+    }
+    if stamp.source != Source::Api {
+        annotations.insert(SOURCE.into(), stamp.source.as_str().into());
+    }
+    if let Some(path) = &stamp.declared_in {
+        annotations.insert(DECLARED_IN.into(), path.clone());
     }
     Cluster {
         metadata: ObjectMeta {
@@ -269,6 +296,15 @@ pub fn recorded_state_of(cluster: &Cluster) -> Option<(State, u64)> {
 /// The value of [`RECORDED_STATE`] for `state` after `count` transitions.
 pub fn recorded_value(state: State, count: u64) -> String {
     format!("{}/{count}", state.as_str())
+}
+
+/// Where the Cluster comes from; an unknown value counts as `api`.
+pub fn source_of(cluster: &Cluster) -> Source {
+    match annotation(cluster, SOURCE) {
+        Some("git") => Source::Git,
+        Some("adopted") => Source::Adopted,
+        _ => Source::Api,
+    }
 }
 
 /// The owner recorded on the Cluster.
@@ -415,6 +451,8 @@ pub fn database_of(
         // change it could not run beyond its phase.
         undone: None,
         instances_status: instances_of(cluster),
+        source: source_of(cluster),
+        declared_in: annotation(cluster, DECLARED_IN).map(str::to_owned),
     }
 }
 
@@ -502,11 +540,7 @@ mod tests {
     }
 
     fn stamp() -> Stamp {
-        Stamp {
-            owner: "alice".into(),
-            revision: 4,
-            updated_at: None,
-        }
+        Stamp::api("alice".into(), 4, None)
     }
 
     #[test]

@@ -94,11 +94,7 @@ mod tests {
         let mut cluster = super::super::cluster::render(
             &spec,
             "databases",
-            &super::super::cluster::Stamp {
-                owner: "alice".into(),
-                revision: 3,
-                updated_at: None,
-            },
+            &super::super::cluster::Stamp::api("alice".into(), 3, None),
         );
         cluster.metadata.uid = Some("u-1".into());
         let change = Change::rollback(1, "bob", Some("r-9"));

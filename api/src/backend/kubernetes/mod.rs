@@ -14,6 +14,7 @@
 //!   bounded history: not worth a watch and every replica's memory).
 //! - The permissions used are declared in [`rbac`]; readiness checks them.
 
+mod adoption;
 pub mod cluster;
 pub mod history;
 pub mod rbac;
@@ -31,19 +32,22 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    Preconditions,
+};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
 use tokio::task::AbortHandle;
 
-use super::{Backend, BackendError, DeleteOutcome, Feed};
+use super::{Adopted, Backend, BackendError, DeleteOutcome, Feed};
 use crate::config::SettingError;
 use crate::metrics::Metrics;
 use crate::model::paging::{ListQuery, Page};
 use crate::model::revision::prune;
-use crate::model::{Change, Credentials, Database, DatabaseSpec, Endpoints, Revision};
+use crate::model::{Change, Credentials, Database, DatabaseSpec, Endpoints, Revision, Source};
 use crate::records::Events;
 use crate::states::{cnpg_state, CnpgObservation};
 use cluster::{Cluster, Stamp};
@@ -435,15 +439,22 @@ impl KubeBackend {
                     None => return Err(self.taken(&name, expected_revision).await),
                 }
             }
+            let source = cluster::source_of(&current);
             let mut object = cluster::render(
                 &spec,
                 &self.shared.namespace,
                 &Stamp {
-                    owner: cluster::owner_of(&current),
-                    revision: revision + 1,
-                    updated_at: Some(now),
+                    source,
+                    ..Stamp::api(cluster::owner_of(&current), revision + 1, Some(now))
                 },
             );
+            if source == Source::Adopted {
+                // Only what the API changes: an adopted Cluster keeps the
+                // image and bootstrap it was made with, owned by whoever
+                // set them.
+                object.spec.image_name = None;
+                object.spec.bootstrap = None;
+            }
             // The precondition: nobody changed the Cluster since it was read.
             object.metadata.resource_version = current.metadata.resource_version.clone();
             match self.apply(&object, true).await {
@@ -853,11 +864,7 @@ impl Backend for KubeBackend {
         let object = cluster::render(
             &spec,
             &self.shared.namespace,
-            &Stamp {
-                owner: change.by.clone(),
-                revision: 1,
-                updated_at: Some(now),
-            },
+            &Stamp::api(change.by.clone(), 1, Some(now)),
         );
         // Not forced: a Cluster made by someone else in the meantime
         // conflicts instead of being taken over.
@@ -956,6 +963,66 @@ impl Backend for KubeBackend {
             }
             Err(e) => Err(write_error(e, name)),
         }
+    }
+
+    async fn adopt(&self, name: &str, by: &str) -> Result<Adopted, BackendError> {
+        self.require_synced()?;
+        let _timer = self.timer("adopt");
+        let _admission = self.admission.lock().await;
+        // Read whole: the typed Cluster keeps only the fields pgplane sets.
+        let raw: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.shared.namespace,
+            &ApiResource::erase::<Cluster>(&()),
+        );
+        let found = match raw.get_opt(name).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(BackendError::NotFound(name.into())),
+            Err(e) => return Err(write_error(e, name)),
+        };
+        let found = serde_json::to_value(found)
+            .map_err(|e| BackendError::internal("cannot read a Cluster as JSON", e))?;
+        if let Some(why) = adoption::refusal(&found) {
+            return Err(BackendError::Busy(why));
+        }
+        let left_alone = adoption::left_alone(&found);
+        // Not forced: a field of the marks another tool owns conflicts; the
+        // resourceVersion makes it this very Cluster, unchanged since read.
+        let params = PatchParams::apply(FIELD_MANAGER);
+        let marks = adoption::adoption(&found, by, Utc::now());
+        let applied = self
+            .clusters
+            .patch(name, &params, &Patch::Apply(&marks))
+            .await
+            .map_err(|e| write_error(e, name))?;
+        let rv = applied.metadata.resource_version.clone();
+        self.wait_for_cache(name, |c| {
+            c.is_some_and(|c| at_least(c.metadata.resource_version.as_deref(), rv.as_deref()))
+        })
+        .await;
+        Ok(Adopted {
+            database: self.view(&applied),
+            left_alone,
+        })
+    }
+
+    async fn release(&self, name: &str) -> Result<(), BackendError> {
+        self.require_synced()?;
+        let _timer = self.timer("release");
+        let _admission = self.admission.lock().await;
+        let Some(current) = self.cached(name) else {
+            return Err(BackendError::NotFound(name.into()));
+        };
+        let patch = adoption::release(current.metadata.resource_version.as_deref());
+        self.clusters
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| write_error(e, name))?;
+        // pgplane's own objects go; the Cluster and what CNPG made stay.
+        self.prune_objects(name, current.metadata.uid.as_deref(), 0, true)
+            .await;
+        self.wait_for_cache(name, |c| c.is_none()).await;
+        Ok(())
     }
 
     async fn credentials(&self, name: &str) -> Result<Credentials, BackendError> {

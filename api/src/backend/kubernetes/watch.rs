@@ -43,6 +43,9 @@ use crate::states::{cnpg_state, CnpgObservation};
 /// Kubernetes says it with `deletionTimestamp`, CNPG has no text for it.
 pub const PHASE_DELETING: &str = "Deleting";
 pub const PHASE_DELETED: &str = "Deleted";
+/// The phase shown once a Cluster left pgplane without being deleted (its
+/// label was taken off: released, or by hand).
+pub const PHASE_RELEASED: &str = "Released: no longer managed by pgplane";
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// After this many failures in a row of a reachable API server, the watch
@@ -398,19 +401,16 @@ async fn gone(shared: &Shared, kube_events: &Api<K8sEvent>, name: &str, last: Op
             o.uid = c.metadata.uid.clone().or(o.uid.take());
             o.recorded = cluster::recorded_state_of(c).map_or(o.recorded, |(_, n)| n);
         }
+        let phase = match last {
+            Some(c) if !cluster::is_managed(c) && !cluster::is_deleting(c) => PHASE_RELEASED,
+            _ => PHASE_DELETED,
+        };
         let claim = (o.state != State::Deleting).then(|| {
-            let event = ServiceEvent::new(
-                name,
-                o.state,
-                State::Deleting,
-                PHASE_DELETED,
-                0,
-                o.instances,
-            );
+            let event = ServiceEvent::new(name, o.state, State::Deleting, phase, 0, o.instances);
             (event, o.uid.clone(), o.recorded + 1)
         });
         o.state = State::Deleting;
-        o.phase = PHASE_DELETED.into();
+        o.phase = phase.into();
         o.gone = true;
         claim
     };

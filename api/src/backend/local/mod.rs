@@ -31,7 +31,7 @@ use crate::files;
 use crate::metrics::Metrics;
 use crate::model::{
     Change, Credentials, Database, DatabaseSpec, Endpoints, FieldError, InstanceStatus, Invalid,
-    Revision, State, UndoneChange,
+    Revision, Source, State, UndoneChange,
 };
 use crate::records::{Events, ServiceEvent};
 use crate::states::{local_state, LocalObservation, Operation};
@@ -424,6 +424,8 @@ impl Entry {
                 at: f.at,
             }),
             instances_status: o.instances,
+            source: Source::Api,
+            declared_in: None,
         }
     }
 
