@@ -129,6 +129,62 @@ impl Cli {
     }
 }
 
+/// A long-running command (`--watch`, `--follow`) whose output lines are
+/// read as they come; killed on drop.
+struct Following {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Following {
+    fn start(cli: &Cli, args: &[&str]) -> Following {
+        let mut child = cli
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Following { child, lines }
+    }
+
+    /// The first line `wanted` accepts, within a deadline.
+    fn until(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {what}"));
+            let value: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if wanted(&value) {
+                return value;
+            }
+        }
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn a_whole_lifecycle_from_the_command_line() {
     let dir = tmp();
@@ -162,6 +218,12 @@ fn a_whole_lifecycle_from_the_command_line() {
         me.stdout.trim(),
         format!("admin (admin) at {}", served.base)
     );
+
+    // Someone watching every database, as JSON lines.
+    let watch = Following::start(&admin, &["db", "list", "--watch", "-o", "json"]);
+    wait_for("the watch open", Duration::from_secs(10), || {
+        streams_open(&served) == 1
+    });
 
     // Create and wait: the answer is the healthy database, field by field.
     let db = admin
@@ -400,6 +462,19 @@ fn a_whole_lifecycle_from_the_command_line() {
         .iter()
         .any(|r| r["status"] == 412));
 
+    // The watcher saw it all live: each state on its way, then healthy at revision 3.
+    let seen = watch.until("orders creating", |l| {
+        l["type"] == "changed" && l["object"]["state"] == "creating"
+    });
+    assert_eq!(seen["object"]["name"], "orders");
+    watch.until("orders healthy at 3", |l| {
+        l["type"] == "changed" && l["object"]["state"] == "healthy" && l["object"]["revision"] == 3
+    });
+    let follow = Following::start(
+        &admin,
+        &["db", "events", "orders", "--follow", "-o", "json"],
+    );
+
     // Delete and wait until it is gone.
     let gone = admin.run(&["db", "delete", "orders", "--wait"]);
     assert_eq!(gone.code, 0, "{}", gone.stderr);
@@ -411,6 +486,14 @@ fn a_whole_lifecycle_from_the_command_line() {
         "pgplane: 404 not found: database orders does not exist"
     );
     assert!(support::servers_under(&served.data.join("databases")).is_empty());
+    watch.until("orders deleted", |l| {
+        l["type"] == "deleted" && l["object"]["name"] == "orders"
+    });
+    // The follower got the stored transitions, then the deletion as it came.
+    follow.until("creating -> healthy", |e| {
+        e["from"] == "creating" && e["to"] == "healthy"
+    });
+    follow.until("-> deleting", |e| e["to"] == "deleting");
 
     // Logout forgets the token; the next command says to log in.
     assert_eq!(admin.run(&["logout"]).code, 0);
@@ -482,6 +565,15 @@ fn a_wait_outlives_a_restart_of_the_server() {
     let db: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(db["state"], "healthy");
     assert_eq!(db["ready_instances"], 2);
+}
+
+/// The change streams the server has open, from its metrics.
+fn streams_open(served: &Served) -> u64 {
+    let text = support::served::blocking::text(&format!("{}/metrics", served.base));
+    text.lines()
+        .find_map(|l| l.strip_prefix("pgplane_streams_open "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 fn cli_token(cli: &Cli) -> String {

@@ -211,6 +211,20 @@ pub mod blocking {
         rt().block_on(async { Ok(Client::new().get(url).send().await?.status()) })
     }
 
+    /// The body of a GET, as text.
+    pub fn text(url: &str) -> String {
+        rt().block_on(async {
+            Client::new()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    }
+
     pub fn call(
         method: Method,
         url: &str,
