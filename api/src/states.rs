@@ -166,6 +166,9 @@ pub struct CnpgObservation<'a> {
     pub phase: &'a str,
     /// The database left `creating` before (it was healthy once).
     pub created: bool,
+    /// The operator has not acted on the latest spec yet (its Ready
+    /// condition is of an older generation).
+    pub unobserved: bool,
 }
 
 /// The state of a CNPG Cluster. Deletion wins; no status yet is
@@ -188,6 +191,8 @@ pub fn cnpg_state(o: &CnpgObservation) -> State {
         }
         (CnpgPhase::AddingReplica, true) => State::Scaling,
         (CnpgPhase::WaitingForInstances, true) => State::Degraded,
+        // Healthy as of an older spec: the latest change is still to come.
+        (CnpgPhase::Is(State::Healthy), _) if o.unobserved => State::Updating,
         (CnpgPhase::Is(s), _) => *s,
     }
 }
@@ -358,6 +363,7 @@ mod tests {
                 deleting: false,
                 phase,
                 created: false,
+                unobserved: false,
             }
         }
 
@@ -365,6 +371,13 @@ mod tests {
         fn created(self) -> Self {
             CnpgObservation {
                 created: true,
+                ..self
+            }
+        }
+
+        fn unobserved(self) -> Self {
+            CnpgObservation {
+                unobserved: true,
                 ..self
             }
         }
@@ -395,6 +408,17 @@ mod tests {
             ),
             (phase("Cluster in healthy state"), State::Healthy),
             (phase("Cluster in healthy state").created(), State::Healthy),
+            // Healthy as of an older spec: the change is still to come.
+            (
+                phase("Cluster in healthy state").created().unobserved(),
+                State::Updating,
+            ),
+            (
+                phase("Waiting for the instances to become active")
+                    .created()
+                    .unobserved(),
+                State::Degraded,
+            ),
             (phase("Failing over").created(), State::FailingOver),
             (
                 phase("Switchover in progress").created(),
@@ -444,6 +468,7 @@ mod tests {
                     deleting: false,
                     phase: text,
                     created,
+                    unobserved: false,
                 });
                 assert_ne!(s, State::Unknown, "{text}");
             }
@@ -467,6 +492,7 @@ mod tests {
                 deleting: false,
                 phase: text,
                 created: true,
+                unobserved: false,
             });
             assert_eq!(got, want, "{text}");
         }

@@ -134,9 +134,6 @@ async fn a_database_declared_in_git_is_shown_and_every_change_refused() {
         admin
             .post("/api/v1/databases/ledger/rollback", json!({"revision": 1}))
             .await,
-        admin
-            .post("/api/v1/databases/ledger/release", json!({}))
-            .await,
     ];
     for (status, problem) in &refusals {
         assert_eq!(*status, 409, "{problem}");
@@ -159,12 +156,7 @@ async fn a_database_declared_in_git_is_shown_and_every_change_refused() {
     refused.sort();
     assert_eq!(
         refused,
-        [
-            "database.delete",
-            "database.release",
-            "database.rollback",
-            "database.update"
-        ]
+        ["database.delete", "database.rollback", "database.update"]
     );
 
     // Reads work as for any database.
@@ -184,6 +176,17 @@ async fn a_database_declared_in_git_is_shown_and_every_change_refused() {
     let after = raw_cluster(&kube, "ledger").await.unwrap();
     assert_eq!(after["spec"], before["spec"]);
     assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+
+    // Its spec gone from git (Argo CD does not prune databases), an admin
+    // releases it: pgplane lets go, the Cluster stays.
+    let (status, body) = admin
+        .post("/api/v1/databases/ledger/release", json!({}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    wait_status(&admin, "ledger", 404).await;
+    let released = raw_cluster(&kube, "ledger").await.unwrap();
+    assert_eq!(released["spec"], before["spec"]);
+    assert_eq!(released["metadata"]["labels"], json!({"team": "finance"}));
 }
 
 /// A Cluster made by another tool, with fields pgplane does not manage.
@@ -206,7 +209,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adopted_cluster_keeps_its_spec_is_managed_and_is_released_as_it_was() {
     let kube = KubeServer::start().await;
-    for name in ["legacy", "borrowed"] {
+    for name in ["legacy", "borrowed", "bystander"] {
         kubectl_apply(&kube, "team-tool", &LEGACY.replace("NAME", name));
         kube.play_status(name, HEALTHY, 1, 1).await;
         kube.play_secret_and_services(name, "theirs").await;
@@ -289,6 +292,40 @@ async fn an_adopted_cluster_keeps_its_spec_is_managed_and_is_released_as_it_was(
     let (status, revisions) = admin.get("/api/v1/databases/legacy/revisions").await;
     assert_eq!(status, 200);
     assert_eq!(revisions["items"][0]["changes"]["instances"], json!([1, 3]));
+    // The spec as adopted is revision 1: a rollback comes back to it.
+    let (status, body) = admin
+        .post("/api/v1/databases/legacy/rollback", json!({"revision": 1}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let rolled = raw_cluster(&kube, "legacy").await.unwrap();
+    assert_eq!(rolled["spec"], before["spec"]);
+
+    // Released and adopted again, after pgplane had changed its spec: the
+    // second adoption changes no byte of it either (pgplane's apply of the
+    // marks alone must not take back the fields it once owned).
+    let scaled = admin
+        .patch("/api/v1/databases/legacy", json!({"instances": 2}))
+        .await;
+    assert_eq!(scaled.0, 202, "{}", scaled.1);
+    let (status, _) = admin
+        .post("/api/v1/databases/legacy/release", json!({}))
+        .await;
+    assert_eq!(status, 204);
+    wait_status(&admin, "legacy", 404).await;
+    let released = raw_cluster(&kube, "legacy").await.unwrap();
+    assert_eq!(
+        released["spec"]["instances"], 2,
+        "a release changes no spec"
+    );
+    let (status, body) = admin
+        .post("/api/v1/databases/legacy/adopt", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let again = raw_cluster(&kube, "legacy").await.unwrap();
+    assert_eq!(
+        serde_json::to_string(&again["spec"]).unwrap(),
+        serde_json::to_string(&released["spec"]).unwrap()
+    );
 
     // Release of one adopted and left alone: as it was, but managedFields.
     let before = raw_cluster(&kube, "borrowed").await.unwrap();

@@ -1494,3 +1494,56 @@ async fn instances_are_what_cnpg_publishes_and_nothing_more() {
     assert_eq!(items[0]["role"], "standby");
     assert!(items.iter().all(|i| i["timeline"] == 2), "{items:?}");
 }
+
+/// Waits until the database is in `state`; its body.
+async fn wait_state(caller: &Caller<'_>, name: &str, state: &str) -> Value {
+    let until = Instant::now() + STATE_DEADLINE;
+    loop {
+        let (status, body) = caller.get(&format!("/api/v1/databases/{name}")).await;
+        assert_eq!(status, 200, "{body}");
+        if body["state"] == state {
+            return body;
+        }
+        assert!(Instant::now() < until, "{name} not {state}: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_updating_until_cloudnativepg_has_acted_on_it() {
+    let kube = KubeServer::start().await;
+    let app = serve_ready(&kube, "admin").await;
+    let editor = app.as_user("editor").await;
+    let (status, body) = editor
+        .post(
+            "/api/v1/databases",
+            json!({"name": "tuned", "instances": 3}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    kube.play_observed("tuned", HEALTHY, 3, 3).await;
+    wait_state(&editor, "tuned", "healthy").await;
+
+    // Scaled down: CNPG's status still says healthy with 3 ready, of the
+    // generation before; that is not the change done.
+    let (status, body) = editor
+        .patch("/api/v1/databases/tuned", json!({"instances": 2}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let db = wait_state(&editor, "tuned", "updating").await;
+    assert_eq!(db["revision"], 2);
+    assert_eq!(db["phase"], HEALTHY, "CNPG's own text, verbatim");
+    // Once CNPG has acted on the new generation, healthy again.
+    kube.play_observed("tuned", HEALTHY, 2, 2).await;
+    let db = wait_state(&editor, "tuned", "healthy").await;
+    assert_eq!(db["ready_instances"], 2);
+    let events = events_exactly(&editor, "tuned", 3).await;
+    assert_eq!(
+        transitions(&events),
+        pairs(&[
+            ("updating", "healthy"),
+            ("healthy", "updating"),
+            ("creating", "healthy")
+        ])
+    );
+}

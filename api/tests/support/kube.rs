@@ -304,6 +304,33 @@ impl KubeServer {
 
     /// Plays CloudNativePG: writes `status` through the status subresource.
     pub async fn play_status(&self, name: &str, phase: &str, ready: u32, instances: u32) {
+        self.write_status(name, phase, ready, instances, None).await
+    }
+
+    /// As [`KubeServer::play_status`], as CNPG 1.30 writes it: the Ready
+    /// condition says which `metadata.generation` (the Cluster's current
+    /// one) it was set from.
+    pub async fn play_observed(&self, name: &str, phase: &str, ready: u32, instances: u32) {
+        let generation = self
+            .clusters()
+            .get(name)
+            .await
+            .unwrap()
+            .metadata
+            .generation
+            .expect("the API server sets generation");
+        self.write_status(name, phase, ready, instances, Some(generation))
+            .await
+    }
+
+    async fn write_status(
+        &self,
+        name: &str,
+        phase: &str,
+        ready: u32,
+        instances: u32,
+        observed: Option<i64>,
+    ) {
         let status = json!({"status": {
             "phase": phase,
             "phaseReason": "written by the test, playing CloudNativePG",
@@ -316,6 +343,7 @@ impl KubeServer {
                 "reason": "ClusterIsReady",
                 "message": phase,
                 "lastTransitionTime": "2026-11-23T10:00:00Z",
+                "observedGeneration": observed,
             }],
         }});
         self.clusters()

@@ -139,8 +139,12 @@ pub fn adoption(cluster: &Value, by: &str, now: DateTime<Utc>) -> Value {
 }
 
 /// The merge patch that takes pgplane's label and annotations off a
-/// Cluster, as it was read (`resourceVersion`), and nothing else.
-pub fn release(resource_version: Option<&str>) -> Value {
+/// Cluster, as it was read (`metadata`, with its `resourceVersion`), and
+/// nothing else. pgplane's own server-side-apply entry in `managedFields`
+/// is handed to a manager that never applies: were it kept, adopting the
+/// Cluster again (an apply of the marks alone, by `pgplane`) would remove
+/// every spec field it still owned.
+pub fn release(metadata: &Value, now: DateTime<Utc>) -> Value {
     let annotations: Map<String, Value> = [
         OWNER,
         REVISION,
@@ -152,13 +156,30 @@ pub fn release(resource_version: Option<&str>) -> Value {
     .into_iter()
     .map(|k| (k.to_owned(), Value::Null))
     .collect();
-    json!({
+    let mut patch = json!({
         "metadata": {
-            "resourceVersion": resource_version,
+            "resourceVersion": metadata["resourceVersion"],
             "labels": {MANAGED_BY: null},
             "annotations": annotations,
         },
-    })
+    });
+    if let Some(entries) = metadata["managedFields"].as_array() {
+        let handed: Vec<Value> = entries
+            .iter()
+            .map(|entry| {
+                let mut entry = entry.clone();
+                if entry["manager"] == super::FIELD_MANAGER && entry["operation"] == "Apply" {
+                    entry["manager"] = json!(format!("pgplane-released-{}", now.timestamp()));
+                    entry["operation"] = json!("Update");
+                }
+                entry
+            })
+            .collect();
+        if handed != *entries {
+            patch["metadata"]["managedFields"] = Value::Array(handed);
+        }
+    }
+    patch
 }
 
 #[cfg(test)]
@@ -232,12 +253,33 @@ mod tests {
         assert!(applied.get("spec").is_none());
         assert_eq!(applied["metadata"]["resourceVersion"], "7");
         assert_eq!(applied["metadata"]["annotations"][SOURCE], "adopted");
-        let patch = release(Some("9"));
+        let metadata = json!({"resourceVersion": "9", "managedFields": [
+            {"manager": "pgplane", "operation": "Apply", "fieldsV1": {"f:spec": {"f:instances": {}}}},
+            {"manager": "pgplane", "operation": "Update", "fieldsV1": {}},
+            {"manager": "team-tool", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        ]});
+        let at = Utc::now();
+        let patch = release(&metadata, at);
         assert!(patch.get("spec").is_none());
+        assert_eq!(patch["metadata"]["resourceVersion"], "9");
         assert_eq!(patch["metadata"]["labels"][MANAGED_BY], Value::Null);
         assert_eq!(
             patch["metadata"]["annotations"].as_object().unwrap().len(),
             6
+        );
+        let handed = patch["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(
+            handed[0]["manager"],
+            format!("pgplane-released-{}", at.timestamp())
+        );
+        assert_eq!(handed[0]["operation"], "Update");
+        assert_eq!(
+            handed[0]["fieldsV1"],
+            metadata["managedFields"][0]["fieldsV1"]
+        );
+        assert_eq!(
+            handed[1..],
+            metadata["managedFields"].as_array().unwrap()[1..]
         );
     }
 }

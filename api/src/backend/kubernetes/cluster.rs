@@ -161,6 +161,9 @@ pub struct ClusterCondition {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// The `metadata.generation` the condition was set from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// What the Cluster's metadata records besides the spec.
@@ -398,6 +401,20 @@ pub fn ready_of(cluster: &Cluster) -> u32 {
         .as_ref()
         .and_then(|s| s.ready_instances)
         .unwrap_or(0)
+}
+
+/// Whether CloudNativePG has yet to act on the latest spec: its Ready
+/// condition was set from an older `metadata.generation`. `false` when the
+/// condition does not say (an operator that does not set it).
+pub fn spec_unobserved(cluster: &Cluster) -> bool {
+    let generation = cluster.metadata.generation;
+    let observed = cluster.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.kind == "Ready")
+            .and_then(|c| c.observed_generation)
+    });
+    matches!((observed, generation), (Some(o), Some(g)) if o < g)
 }
 
 pub fn is_deleting(cluster: &Cluster) -> bool {

@@ -552,6 +552,7 @@ impl Shared {
                     deleting: cluster::is_deleting(c),
                     phase: cluster::phase_of(c),
                     created: false,
+                    unobserved: cluster::spec_unobserved(c),
                 }),
                 cluster::phase_of(c).to_owned(),
             ),
@@ -995,6 +996,12 @@ impl Backend for KubeBackend {
             .patch(name, &params, &Patch::Apply(&marks))
             .await
             .map_err(|e| write_error(e, name))?;
+        // Revision 1 is the spec as adopted, so a rollback can come back to it.
+        let first = Revision::synthetic(1, &cluster::spec_of(&applied), by, Utc::now());
+        if let Err(e) = self.make_revision(&applied, &first).await {
+            tracing::warn!(database = %name, error = %crate::chain::chain(&e),
+                "cannot keep the adopted spec as revision 1");
+        }
         let rv = applied.metadata.resource_version.clone();
         self.wait_for_cache(name, |c| {
             c.is_some_and(|c| at_least(c.metadata.resource_version.as_deref(), rv.as_deref()))
@@ -1010,16 +1017,26 @@ impl Backend for KubeBackend {
         self.require_synced()?;
         let _timer = self.timer("release");
         let _admission = self.admission.lock().await;
-        let Some(current) = self.cached(name) else {
-            return Err(BackendError::NotFound(name.into()));
+        // The live Cluster: the cache's resourceVersion is often behind the
+        // watcher's own annotation writes.
+        let live = match self.clusters.get_opt(name).await {
+            Ok(Some(live)) if cluster::is_managed(&live) => live,
+            Ok(_) => return Err(BackendError::NotFound(name.into())),
+            Err(e) => return Err(write_error(e, name)),
         };
-        let patch = adoption::release(current.metadata.resource_version.as_deref());
+        let metadata = serde_json::to_value(&live.metadata)
+            .map_err(|e| BackendError::internal("cannot read a Cluster's metadata", e))?;
+        let patch = adoption::release(&metadata, Utc::now());
+        let params = PatchParams {
+            field_manager: Some(format!("{FIELD_MANAGER}-release")),
+            ..PatchParams::default()
+        };
         self.clusters
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &params, &Patch::Merge(&patch))
             .await
             .map_err(|e| write_error(e, name))?;
         // pgplane's own objects go; the Cluster and what CNPG made stay.
-        self.prune_objects(name, current.metadata.uid.as_deref(), 0, true)
+        self.prune_objects(name, live.metadata.uid.as_deref(), 0, true)
             .await;
         self.wait_for_cache(name, |c| c.is_none()).await;
         Ok(())

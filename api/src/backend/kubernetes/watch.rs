@@ -307,6 +307,7 @@ async fn observe(
             deleting,
             phase: phase_text,
             created,
+            unobserved: cluster::spec_unobserved(c),
         });
         let phase = if deleting {
             PHASE_DELETING.to_owned()
