@@ -517,54 +517,76 @@ fn a_wait_outlives_a_restart_of_the_server() {
     let mut served = Served::start_with(dir.path(), "first", &env);
     let cli = Cli::new(dir.path(), "admin");
     cli.login(&served, "admin");
-    let mut waiting = cli
-        .command(&[
-            "db",
-            "create",
-            "restarted",
-            "--instances",
-            "2",
-            "--wait",
-            "-o",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Once the create is acknowledged the server goes away mid-wait.
     let token = cli_token(&cli);
-    wait_for("the create acknowledged", Duration::from_secs(30), || {
-        let (status, _) = support::served::blocking::call(
-            reqwest::Method::GET,
-            &format!("{}/api/v1/databases/restarted", served.base),
-            Some(&token),
-            None,
-        );
-        status == 200
-    });
-    assert!(
-        waiting.try_wait().unwrap().is_none(),
-        "the wait ended before the restart"
-    );
-    let _second = Served::restart(&mut served, dir.path(), "second", &env);
-    let until = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = waiting.try_wait().unwrap() {
-            break status;
+    // The server goes away once the create is acknowledged, before the
+    // database is healthy. Should it have become healthy first (it takes
+    // seconds, the kill follows in milliseconds), that try proves nothing
+    // and another database is tried.
+    for attempt in 0..3 {
+        let name = format!("restarted-{attempt}");
+        let mut waiting = cli
+            .command(&[
+                "db",
+                "create",
+                &name,
+                "--instances",
+                "2",
+                "--wait",
+                "-o",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the create acknowledged", Duration::from_secs(30), || {
+            let (status, _) = support::served::blocking::call(
+                reqwest::Method::GET,
+                &format!("{}/api/v1/databases/{name}", served.base),
+                Some(&token),
+                None,
+            );
+            status == 200
+        });
+        served.kill_nine();
+        let journal = std::fs::read_to_string(served.data.join("events.jsonl")).unwrap_or_default();
+        let healthy_before = journal.lines().any(|l| {
+            l.contains(&format!("\"database\":\"{name}\"")) && l.contains("\"to\":\"healthy\"")
+        });
+        let second = Served::restart(&mut served, dir.path(), &format!("run-{attempt}"), &env);
+        let until = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = waiting.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < until,
+                "the wait did not end after the restart"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = waiting.wait_with_output().unwrap();
+        served = second;
+        if healthy_before {
+            continue;
         }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(status.success(), "{stderr}");
+        let db: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(db["name"], name.as_str());
+        assert_eq!(db["state"], "healthy");
+        assert_eq!(db["ready_instances"], 2);
+        // It was the restarted server's stream that told it so.
+        let (log, _) = served.output();
         assert!(
-            Instant::now() < until,
-            "the wait did not end after the restart"
+            log.lines()
+                .any(|l| l.contains("\"route\":\"/api/v1/databases\"")
+                    && l.contains("\"method\":\"GET\"")),
+            "the restarted server never served the watch"
         );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = waiting.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(status.success(), "{stderr}");
-    let db: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(db["state"], "healthy");
-    assert_eq!(db["ready_instances"], 2);
+        return;
+    }
+    panic!("each of 3 databases was healthy before pgplane could be killed");
 }
 
 /// The change streams the server has open, from its metrics.
@@ -628,6 +650,11 @@ fn every_failure_is_one_line_and_its_own_exit_code() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    // The reconciler sees the server gone before the change is asked for:
+    // else a change of labels alone could be done on a healthy database.
+    wait_for("breaks no longer healthy", Duration::from_secs(30), || {
+        editor.run(&["db", "get", "breaks", "-o", "json"]).json()["state"] != "healthy"
+    });
     let failed = editor.run(&[
         "db",
         "update",
@@ -761,6 +788,65 @@ fn every_failure_is_one_line_and_its_own_exit_code() {
             .starts_with(&format!("pgplane: TLS with {tls} failed: ")),
         "{}",
         tls_failed.stderr
+    );
+
+    // A CI job: a token and a server from the environment, no home, no file.
+    let token = cli_token(&editor);
+    let ci = pgplane(&["db", "list", "-o", "json"])
+        .env_remove("HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("PGPLANE_SERVER", &served.base)
+        .env("PGPLANE_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        ci.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ci.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&ci.stdout).unwrap();
+    assert!(listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["name"] == "slow"));
+    // A context's token never goes to another server; a server must be a URL.
+    let elsewhere = editor.run(&[
+        "db",
+        "list",
+        "--context",
+        "127.0.0.1:1",
+        "--server",
+        &served.base,
+    ]);
+    assert_eq!(elsewhere.code, 2, "{}", elsewhere.stderr);
+    let mismatch = editor.run(&[
+        "db",
+        "list",
+        "--context",
+        served.base.trim_start_matches("http://"),
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(mismatch.code, 2, "{}", mismatch.stderr);
+    assert!(
+        mismatch
+            .stderr
+            .contains("give one of --context and --server"),
+        "{}",
+        mismatch.stderr
+    );
+    let bad = editor.run_with(
+        &["db", "list", "--server", "not a url"],
+        &[("PGPLANE_TOKEN", "t")],
+        None,
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .starts_with("pgplane: \"not a url\" is not a server URL: "),
+        "{}",
+        bad.stderr
     );
 
     // A wrong password, then the login limit with when to retry. Last:

@@ -2,7 +2,7 @@
 //! API, printed as a table, JSON or YAML.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ use super::exit::CliError;
 use super::output::{self, Format, Table};
 use super::session::Target;
 use super::wait::{self, Goal};
-use crate::client::{Call, Client};
+use crate::client::{Backoff, Call, Client};
 
 /// Databases per page when listing them all (the API's largest page).
 const PAGE: usize = 500;
@@ -307,14 +307,14 @@ async fn list(
                 })
             }
             "end" => {
-                eprintln!("pgplane: the server is shutting down: the watch ended");
-                break;
+                return Err(CliError::Local(
+                    "the server is shutting down: the watch ended".into(),
+                ))
             }
             "resync" => {
-                eprintln!(
-                    "pgplane: this watch fell behind the changes and was cut off: run it again"
-                );
-                break;
+                return Err(CliError::Local(
+                    "this watch fell behind the changes and was cut off: run it again".into(),
+                ))
             }
             _ => continue,
         };
@@ -353,12 +353,18 @@ async fn list(
         }
         let _ = std::io::stdout().flush();
     }
-    Ok(ExitCode::SUCCESS)
+    Err(CliError::Local(format!(
+        "{} closed the watch",
+        client.server()
+    )))
 }
 
 async fn create(client: &Client, c: CreateArgs, out: Format) -> Result<ExitCode, CliError> {
     let mut body = match &c.file {
-        Some(file) => super::server::read_spec(file).map_err(CliError::Usage)?,
+        Some(file) => super::server::read_spec(file).map_err(|e| match e {
+            super::server::SpecError::Read(..) => CliError::Local(e.to_string()),
+            super::server::SpecError::Parse(..) => CliError::Usage(e.to_string()),
+        })?,
         None => json!({}),
     };
     let Some(spec) = body.as_object_mut() else {
@@ -498,17 +504,12 @@ async fn rollback(
 
 async fn delete(client: &Client, name: &str, yes: bool, w: WaitArgs) -> Result<ExitCode, CliError> {
     if !yes && std::io::stdin().is_terminal() {
-        eprint!("Delete database {name} and all its data? Type its name to confirm: ");
-        let _ = std::io::stderr().flush();
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| CliError::local("cannot read standard input", e))?;
-        if line.trim() != name {
+        let typed = super::session::prompt(&format!(
+            "Delete database {name} and all its data? Type its name to confirm: "
+        ))?;
+        if typed != name {
             return Err(CliError::Usage(format!(
-                "not deleted: {:?} is not {name:?}",
-                line.trim()
+                "not deleted: {typed:?} is not {name:?}"
             )));
         }
     }
@@ -691,7 +692,7 @@ async fn events(
     // Followed until interrupted; a dropped stream resumes after the last
     // event shown, so none is shown twice or missed.
     let mut last_id: Option<String> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         let resume: Vec<(&str, String)> = if last_id.is_some() {
             vec![("follow", "true".into())]
@@ -700,7 +701,7 @@ async fn events(
         };
         match client.stream(&at, &resume, last_id.as_deref()).await {
             Ok(mut stream) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 while let Ok(Some(event)) = stream.next().await {
                     match event.name.as_str() {
                         "service_event" => {
@@ -735,11 +736,10 @@ async fn events(
                     }
                 }
             }
-            Err(e) if e.status().is_some_and(|s| !(502..=504).contains(&s)) => return Err(e.into()),
+            Err(e) if !e.retriable() => return Err(e.into()),
             Err(_) => {}
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff.wait().await;
     }
 }
 
@@ -824,25 +824,8 @@ pub async fn audit(a: AuditArgs) -> Result<ExitCode, CliError> {
             query.push((key, v.clone()));
         }
     }
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    while items.len() < a.limit {
-        let mut call = Call::get(&at).query("limit", (a.limit - items.len()).min(1000).to_string());
-        for (k, v) in &query {
-            call = call.query(k, v.clone());
-        }
-        if let Some(c) = cursor.take() {
-            call = call.query("cursor", c);
-        }
-        let mut page = client.send(call).await?.body;
-        if let Some(Value::Array(mut more)) = page.get_mut("items").map(Value::take) {
-            items.append(&mut more);
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    // Pages of the API's largest size, newest first, up to --limit.
+    let items = client.list_up_to(&at, &query, 1000, a.limit).await?;
     output::print(&json!({ "items": items }), a.output, |v| {
         let mut t = Table::new(&["TIME", "ACTOR", "ACTION", "DATABASE", "OUTCOME", "STATUS"]);
         for r in v["items"].as_array().into_iter().flatten() {

@@ -11,7 +11,7 @@ pub const CODES: &str = "\
 Exit codes:
   0   done
   1   any other failure (a server error, a file that cannot be read or written)
-  2   bad usage, or a request the server refused as invalid (400, 422)
+  2   bad usage, or a request the server refused as invalid (400, 413, 415, 422)
   3   the server cannot be reached
   4   TLS with the server failed
   5   not logged in, or the token expired or was refused (401): run pgplane login
@@ -55,7 +55,8 @@ impl CliError {
             CliError::Client(e) => match e {
                 ClientError::Unreachable { .. } => 3,
                 ClientError::Tls { .. } => 4,
-                ClientError::Unexpected { .. } => 1,
+                ClientError::Unexpected { .. } | ClientError::Silent { .. } => 1,
+                ClientError::BadServer { .. } => 2,
                 ClientError::Problem(p) => match p.status {
                     400 | 413 | 415 | 422 => 2,
                     401 => 5,
@@ -90,14 +91,11 @@ impl CliError {
             _ => {}
         }
         let mut lines = vec![first];
-        lines.extend(p.errors.iter().map(|e| {
-            let field = if e.field.is_empty() {
-                "(body)"
-            } else {
-                &e.field
-            };
-            format!("  {field}: {}", e.message)
-        }));
+        lines.extend(field_lines(
+            p.errors
+                .iter()
+                .map(|e| (e.field.as_str(), e.message.as_str())),
+        ));
         lines
     }
 
@@ -112,6 +110,16 @@ impl CliError {
         }
         ExitCode::from(self.code())
     }
+}
+
+/// One line per bad field, as every command prints them: `  field: message`.
+pub fn field_lines<'a>(errors: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    errors
+        .map(|(field, message)| {
+            let field = if field.is_empty() { "(body)" } else { field };
+            format!("  {field}: {message}")
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -58,11 +58,11 @@ impl Table {
         if let Some(width) = width {
             let gaps = 3 * columns.saturating_sub(1);
             while widths.iter().sum::<usize>() + gaps > width {
-                let (widest, &w) = widths
-                    .iter()
-                    .enumerate()
-                    .max_by_key(|(_, w)| **w)
-                    .expect("a table has columns");
+                // The first column (a name) is never cut: a cut name is ambiguous.
+                let Some((widest, &w)) = widths.iter().enumerate().skip(1).max_by_key(|(_, w)| **w)
+                else {
+                    break;
+                };
                 if w <= 4 {
                     break;
                 }
@@ -174,12 +174,13 @@ pub fn database_row(db: &Value, now: DateTime<Utc>) -> Vec<String> {
         cell(db, "storage"),
         pairs(db, "labels"),
         cell(db, "owner"),
+        cell(db, "source"),
         age(db, "created_at", now),
     ]
 }
 
 pub const DATABASE_HEADERS: &[&str] = &[
-    "NAME", "STATE", "READY", "VERSION", "STORAGE", "LABELS", "OWNER", "AGE",
+    "NAME", "STATE", "READY", "VERSION", "STORAGE", "LABELS", "OWNER", "SOURCE", "AGE",
 ];
 
 pub fn databases(items: &[Value]) -> Table {

@@ -89,19 +89,28 @@ pub fn rbac(namespace: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Why a spec file gave no create body.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, #[source] std::io::Error),
+    #[error("{0} is not JSON or YAML: {1}")]
+    Parse(String, #[source] serde_yaml::Error),
+}
+
 /// A spec file (JSON or YAML, `-` for standard input) as the create body.
-pub fn read_spec(file: &std::path::Path) -> Result<serde_json::Value, String> {
+pub fn read_spec(file: &std::path::Path) -> Result<serde_json::Value, SpecError> {
     let text = if file.as_os_str() == "-" {
         let mut t = String::new();
         std::io::stdin()
             .read_to_string(&mut t)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
+            .map_err(|e| SpecError::Read("standard input".into(), e))?;
         t
     } else {
-        std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        std::fs::read_to_string(file).map_err(|e| SpecError::Read(file.display().to_string(), e))?
     };
     // YAML is a superset of JSON: one parser reads both.
-    serde_yaml::from_str(&text).map_err(|e| format!("{} is not JSON or YAML: {e}", file.display()))
+    serde_yaml::from_str(&text).map_err(|e| SpecError::Parse(file.display().to_string(), e))
 }
 
 /// `pgplane render`: each spec through the same rules as `POST
@@ -135,24 +144,18 @@ fn render(args: &RenderArgs) -> Result<String, String> {
         let body = match read_spec(file) {
             Ok(body) => body,
             Err(e) => {
-                problems.push(e);
+                problems.push(e.to_string());
                 continue;
             }
         };
         let spec = match crate::model::parse_create(&body, &limits) {
             Ok(spec) => spec,
             Err(crate::model::Invalid(errors)) => {
-                let lines: Vec<String> = errors
-                    .iter()
-                    .map(|e| {
-                        let field = if e.field.is_empty() {
-                            "(body)"
-                        } else {
-                            &e.field
-                        };
-                        format!("  {field}: {}", e.message)
-                    })
-                    .collect();
+                let lines = super::exit::field_lines(
+                    errors
+                        .iter()
+                        .map(|e| (e.field.as_str(), e.message.as_str())),
+                );
                 problems.push(format!(
                     "{} is invalid:\n{}",
                     file.display(),

@@ -35,6 +35,10 @@ impl Target {
         let env_token = std::env::var("PGPLANE_TOKEN")
             .ok()
             .filter(|t| !t.is_empty());
+        // A CI job gives both and may have no home directory: no file then.
+        if let (Some(token), Some(server), None) = (&env_token, &self.server, &self.context) {
+            return Ok(Client::new(server, Some(token.clone()))?);
+        }
         let file = contexts::path()?;
         let all = Contexts::load(&file)?;
         let context = match (&self.context, &self.server) {
@@ -42,6 +46,15 @@ impl Target {
             (None, Some(server)) => all.by_server(server),
             (None, None) => all.chosen(None)?,
         };
+        if let (Some(c), Some(server)) = (context, &self.server) {
+            // A context's token is for its own server only.
+            if c.server != server.trim_end_matches('/') {
+                return Err(CliError::Usage(format!(
+                    "context {} is for {}, not {server}: give one of --context and --server",
+                    c.name, c.server
+                )));
+            }
+        }
         let server = self
             .server
             .clone()
@@ -147,7 +160,8 @@ pub async fn login(args: LoginArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn prompt(question: &str) -> Result<String, CliError> {
+/// Asks on standard error; the line typed, trimmed.
+pub(super) fn prompt(question: &str) -> Result<String, CliError> {
     eprint!("{question}");
     let _ = std::io::stderr().flush();
     let mut line = String::new();

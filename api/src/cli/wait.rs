@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use super::exit::CliError;
-use crate::client::{Client, ClientError};
+use crate::client::{Backoff, Client, ClientError};
 
 /// What the wait is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +31,14 @@ enum Verdict {
     Failed(String),
 }
 
-fn judge(goal: Goal, db: Option<&Value>) -> Verdict {
+/// `seen`: the database was shown before. Absent from a stream that never
+/// showed it is not yet in it (a cache catching up), not deleted.
+fn judge(goal: Goal, db: Option<&Value>, seen: bool) -> Verdict {
     let Some(db) = db else {
         return match goal {
             Goal::Gone => Verdict::Reached,
-            Goal::Healthy { .. } => Verdict::Failed("it was deleted".into()),
+            Goal::Healthy { .. } if seen => Verdict::Failed("it was deleted".into()),
+            Goal::Healthy { .. } => Verdict::Waiting,
         };
     };
     let state = db["state"].as_str().unwrap_or_default();
@@ -57,7 +60,9 @@ fn judge(goal: Goal, db: Option<&Value>) -> Verdict {
     let ready = db["ready_instances"].as_u64().unwrap_or(0);
     let wanted = db["instances"].as_u64().unwrap_or(u64::MAX);
     let at = db["revision"].as_u64().unwrap_or(0);
-    if state == "healthy" && ready >= wanted && at >= revision {
+    // Every instance wanted, and no more: a scale-down is done when the
+    // instances that go are gone.
+    if state == "healthy" && ready == wanted && at >= revision {
         Verdict::Reached
     } else {
         Verdict::Waiting
@@ -143,25 +148,29 @@ async fn follow(
     goal: Goal,
     progress: &Progress,
 ) -> Result<Option<Value>, CliError> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     let mut last: Option<Value> = None;
+    let mut seen = false;
     loop {
-        match watch_once(client, name, goal, progress, &mut last).await {
+        match watch_once(
+            client,
+            name,
+            goal,
+            progress,
+            &mut last,
+            &mut seen,
+            &mut backoff,
+        )
+        .await
+        {
             Ok(Some(done)) => return done,
             // The stream ended or broke: open it again.
             Ok(None) => {}
-            Err(e @ ClientError::Problem(_)) if !retriable(&e) => return Err(e.into()),
+            Err(e) if !e.retriable() => return Err(e.into()),
             Err(e) => progress.show(last.as_ref(), Some(&format!("reconnecting: {e}"))),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff.wait().await;
     }
-}
-
-/// Unavailable answers pass (a server starting answers 503); the others
-/// (401, 403, 404…) will not change by waiting.
-fn retriable(e: &ClientError) -> bool {
-    matches!(e.status(), Some(502..=504))
 }
 
 /// One stream, until it ends (`Ok(None)`) or the goal is decided.
@@ -171,12 +180,15 @@ async fn watch_once(
     goal: Goal,
     progress: &Progress,
     last: &mut Option<Value>,
+    seen: &mut bool,
+    backoff: &mut Backoff,
 ) -> Result<Option<Result<Option<Value>, CliError>>, ClientError> {
     let mut stream = client
         .stream("/api/v1/databases", &[("watch", "true".into())], None)
         .await?;
+    backoff.reset();
     while let Some(event) = stream.next().await? {
-        let seen: Option<Value> = match event.name.as_str() {
+        let shown: Option<Value> = match event.name.as_str() {
             "snapshot" => {
                 let body: Value = serde_json::from_str(&event.data).unwrap_or_default();
                 body["items"]
@@ -207,13 +219,16 @@ async fn watch_once(
             // a new stream's snapshot picks up from here.
             _ => return Ok(None),
         };
-        progress.show(seen.as_ref(), None);
-        match judge(goal, seen.as_ref()) {
-            Verdict::Reached => return Ok(Some(Ok(seen))),
+        progress.show(shown.as_ref(), None);
+        match judge(goal, shown.as_ref(), *seen) {
+            Verdict::Reached => return Ok(Some(Ok(shown))),
             Verdict::Failed(why) => {
                 return Ok(Some(Err(CliError::Failed(format!("{name}: {why}")))))
             }
-            Verdict::Waiting => *last = seen,
+            Verdict::Waiting => {
+                *seen |= shown.is_some();
+                *last = shown;
+            }
         }
     }
     Ok(None)
@@ -256,9 +271,20 @@ mod tests {
     fn healthy_means_every_instance_ready_at_the_revision() {
         let goal = Goal::Healthy { revision: 2 };
         let db = |state: &str, ready: u64, revision: u64| json!({"state": state, "ready_instances": ready, "instances": 2, "revision": revision, "phase": "p"});
+        let judge = |goal, db: Option<&Value>| judge(goal, db, true);
         assert_eq!(judge(goal, Some(&db("healthy", 2, 2))), Verdict::Reached);
         assert_eq!(judge(goal, Some(&db("healthy", 2, 1))), Verdict::Waiting);
         assert_eq!(judge(goal, Some(&db("healthy", 1, 2))), Verdict::Waiting);
+        assert_eq!(
+            judge(goal, Some(&db("healthy", 3, 2))),
+            Verdict::Waiting,
+            "a scale-down is done once the instances that go are gone"
+        );
+        assert_eq!(
+            super::judge(goal, None, false),
+            Verdict::Waiting,
+            "not shown yet is not deleted"
+        );
         assert_eq!(judge(goal, Some(&db("scaling", 2, 2))), Verdict::Waiting);
         assert!(matches!(
             judge(goal, Some(&db("failed", 0, 2))),

@@ -37,6 +37,10 @@ pub enum ClientError {
     Problem(Problem),
     #[error("{server} answered {what}")]
     Unexpected { server: String, what: String },
+    #[error("{server:?} is not a server URL: {why}")]
+    BadServer { server: String, why: String },
+    #[error("{server} sent nothing for {secs} s, not even a keep-alive")]
+    Silent { server: String, secs: u64 },
 }
 
 impl ClientError {
@@ -64,6 +68,18 @@ impl ClientError {
                 server: server.to_owned(),
                 what: reason,
             }
+        }
+    }
+
+    /// Whether trying again later may succeed: the server was out of reach
+    /// or overloaded (a server starting up answers 503), or the stream went
+    /// quiet. A refusal (401, 403, 404…) will not change by waiting.
+    pub fn retriable(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } | ClientError::Silent { .. } => true,
+            ClientError::Problem(p) => matches!(p.status, 502..=504),
+            ClientError::Unexpected { .. } => true,
+            ClientError::Tls { .. } | ClientError::BadServer { .. } => false,
         }
     }
 

@@ -16,6 +16,31 @@ use serde_json::Value;
 
 pub use error::{ClientError, FieldProblem, Problem};
 
+/// Waits between attempts to reach a server again: doubling from 100 ms to
+/// 2 s, and from the start again once an attempt got through.
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_millis(100),
+        }
+    }
+}
+
+impl Backoff {
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Duration::from_secs(2));
+    }
+
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
 /// How long one call may take; a stream is bounded by its caller instead.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,14 +118,14 @@ impl Client {
     /// after the host is kept: pgplane may be served under a prefix.
     pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
         let server = server.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&server).map_err(|e| ClientError::Unexpected {
+        let url = reqwest::Url::parse(&server).map_err(|e| ClientError::BadServer {
             server: server.clone(),
-            what: format!("is not a server URL ({e}): give one like http://127.0.0.1:8080"),
+            why: format!("{e}; give one like http://127.0.0.1:8080"),
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(ClientError::Unexpected {
+            return Err(ClientError::BadServer {
                 server,
-                what: "is not an http:// or https:// URL with a host".into(),
+                why: "give an http:// or https:// URL with a host".into(),
             });
         }
         let http = reqwest::Client::builder()
@@ -199,10 +224,22 @@ impl Client {
         query: &[(&str, String)],
         limit: usize,
     ) -> Result<Vec<Value>, ClientError> {
+        self.list_up_to(path, query, limit, usize::MAX).await
+    }
+
+    /// The first `most` items of a paged list, in pages of at most `limit`.
+    pub async fn list_up_to(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        limit: usize,
+        most: usize,
+    ) -> Result<Vec<Value>, ClientError> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
-        loop {
-            let mut call = Call::get(path).query("limit", limit.to_string());
+        while items.len() < most {
+            let page_size = limit.min(most - items.len());
+            let mut call = Call::get(path).query("limit", page_size.to_string());
             for (k, v) in query {
                 call = call.query(k, v.clone());
             }
@@ -220,9 +257,10 @@ impl Client {
             }
             match page.get("next_cursor").and_then(Value::as_str) {
                 Some(next) => cursor = Some(next.to_owned()),
-                None => return Ok(items),
+                None => break,
             }
         }
+        Ok(items)
     }
 
     /// Opens a Server-Sent Events stream; `last_event_id` resumes a feed.

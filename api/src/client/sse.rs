@@ -1,7 +1,13 @@
 //! Reading a `text/event-stream` answer: the frames of the SSE format
 //! (WHATWG HTML, "Server-sent events"), as pgplane's streams send them.
 
+use std::time::Duration;
+
 use super::ClientError;
+
+/// pgplane sends a keep-alive every 15 s: this long without a byte is a
+/// connection that died without closing (a half-open TCP connection).
+const SILENCE: Duration = Duration::from_secs(45);
 
 /// One event: its name (`message` when the frame gave none), its data
 /// lines joined, and its id when it had one.
@@ -34,10 +40,16 @@ impl Stream {
             if let Some(event) = self.frames.next_event() {
                 return Ok(Some(event));
             }
-            match self.response.chunk().await {
-                Ok(Some(chunk)) => self.frames.push(&chunk),
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(ClientError::transport(&self.server, e)),
+            match tokio::time::timeout(SILENCE, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.frames.push(&chunk),
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Err(e)) => return Err(ClientError::transport(&self.server, e)),
+                Err(_) => {
+                    return Err(ClientError::Silent {
+                        server: self.server.clone(),
+                        secs: SILENCE.as_secs(),
+                    })
+                }
             }
         }
     }
