@@ -142,16 +142,19 @@ pub trait Backend: Send + Sync + 'static {
     /// has such databases.
     async fn adopt(&self, name: &str, by: &str) -> Result<Adopted, BackendError> {
         let _ = by;
-        Err(BackendError::Rejected(format!(
-            "only the kubernetes backend adopts existing Clusters; {name} cannot be adopted here"
+        // Here every database is pgplane's own: there is none to adopt.
+        self.get(name).await?;
+        Err(BackendError::Busy(format!(
+            "database {name} is pgplane's own already; only the kubernetes backend adopts existing Clusters"
         )))
     }
 
     /// Removes pgplane's marks from a database it manages, leaving the rest
     /// as it is; pgplane stops seeing it.
     async fn release(&self, name: &str) -> Result<(), BackendError> {
-        Err(BackendError::Rejected(format!(
-            "only the kubernetes backend releases Clusters; {name} cannot be released here"
+        self.get(name).await?;
+        Err(BackendError::Busy(format!(
+            "database {name} cannot be released: pgplane runs its servers itself; only the kubernetes backend releases Clusters"
         )))
     }
 
