@@ -5,6 +5,7 @@
 
 mod admission;
 mod auth;
+pub mod console;
 #[cfg(test)]
 mod contract;
 mod databases;
@@ -13,6 +14,7 @@ mod health;
 pub mod openapi;
 pub mod problem;
 mod records;
+mod render;
 pub mod routes;
 pub mod sse;
 mod stale;
@@ -46,7 +48,7 @@ pub fn router(app: AppState) -> Router {
     }
     let api = api
         .method_not_allowed_fallback(|| async { HttpError::MethodNotAllowed })
-        .fallback(|| async { HttpError::NoRoute });
+        .fallback(console::fallback);
     // `observe` runs first (outermost), so the admission layer sees the request id.
     api.layer(middleware::from_fn_with_state(app.clone(), stale::mark))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
