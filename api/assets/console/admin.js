@@ -27,19 +27,27 @@ export function AdminPage() {
   const [draft, setDraft] = useState(empty);
   const [filters, setFilters] = useState(empty);
   const [cursors, setCursors] = useState([null]);
-  const [page, setPage] = useState({ items: [], next_cursor: null });
+  const [page, setPage] = useState({ items: [], next_cursor: null, query: null });
   const [problem, setProblem] = useState(null);
   const [errors, setErrors] = useState({});
-  const [loading, setLoading] = useState(true);
   const cursor = cursors[cursors.length - 1];
+  const query = queryOf(filters, cursor);
+  // What is shown is the answer to the query asked, or "loading": never
+  // the previous page under the new page's number.
+  const loading = page.query !== query;
 
   useEffect(() => {
-    setLoading(true);
-    request('GET', `/audit?${queryOf(filters, cursor)}`).then(
-      (r) => { setPage(r.body); setProblem(null); setErrors({}); setLoading(false); },
-      (p) => { if (p.status === 422) setErrors(p.fields); else setProblem(p); setLoading(false); },
+    let current = true;
+    request('GET', `/audit?${query}`).then(
+      (r) => { if (current) { setPage({ ...r.body, query }); setProblem(null); setErrors({}); } },
+      (p) => {
+        if (!current) return;
+        if (p.status === 422) setErrors(p.fields); else setProblem(p);
+        setPage({ items: [], next_cursor: null, query });
+      },
     );
-  }, [filters, cursor]);
+    return () => { current = false; };
+  }, [query]);
 
   const set = (k) => (e) => setDraft((d) => ({ ...d, [k]: e.target.value }));
   const apply = (e) => {
@@ -73,11 +81,11 @@ export function AdminPage() {
     </form>
     <${ProblemMessage} problem=${problem} />
     <p class="muted" role="status">${loading ? 'Loading…' : `Page ${pageNo}: ${page.items.length} record${page.items.length === 1 ? '' : 's'}, newest first.`}</p>
-    ${page.items.length > 0 && html`<${AuditTable} items=${page.items} showDatabase=${true} />`}
+    ${!loading && page.items.length > 0 && html`<${AuditTable} items=${page.items} showDatabase=${true} />`}
     <nav class="pager" aria-label="Audit pages">
       <button type="button" class="secondary" disabled=${pageNo === 1} onClick=${() => setCursors((c) => c.slice(0, -1))}>Newer</button>
       <span>Page ${pageNo}</span>
-      <button type="button" class="secondary" disabled=${!page.next_cursor} onClick=${() => setCursors((c) => [...c, page.next_cursor])}>Older</button>
+      <button type="button" class="secondary" disabled=${loading || !page.next_cursor} onClick=${() => setCursors((c) => [...c, page.next_cursor])}>Older</button>
     </nav>
   </section>`;
 }

@@ -13,12 +13,24 @@ import { DatabasePage } from './database.js';
 import { HistoryPage } from './history.js';
 import { AdminPage } from './admin.js';
 
+// Where to go once logged in: the page that sent the user to log in.
+let returnTo = '/';
+
 function useSession() {
   const [state, setState] = useState({ session: currentSession(), message: null });
   useEffect(
     () =>
       onSession((session, message) => {
-        if (!session) closeWatch();
+        if (!session) {
+          closeWatch();
+          if (location.pathname !== '/login') {
+            returnTo = location.pathname + location.search;
+            navigate('/login', { replace: true });
+          }
+        } else if (location.pathname === '/login') {
+          navigate(returnTo, { replace: true });
+          returnTo = '/';
+        }
         setState({ session, message: message || null });
       }),
     [],
@@ -40,9 +52,6 @@ function page(path) {
 function Forbidden({ what }) {
   return html`<section><h1>Not allowed</h1><p>Your role may not ${what}.</p></section>`;
 }
-
-// Where to go once logged in: the page that sent the user to log in.
-let returnTo = '/';
 
 function App() {
   const { session, message } = useSession();

@@ -61,7 +61,7 @@ export function AuditTable({ items, showDatabase = false }) {
   return html`<table class="audit">
     <thead><tr><th scope="col">When</th><th scope="col">Actor</th><th scope="col">Action</th>
       ${showDatabase && html`<th scope="col">Database</th>`}<th scope="col">Outcome</th><th scope="col">Changes</th></tr></thead>
-    <tbody>${items.map((r) => html`<tr key=${r.id || r.request_id + r.ts} data-action=${r.action}>
+    <tbody>${items.map((r) => html`<tr key=${r.id || r.request_id + r.ts} data-id=${r.id} data-action=${r.action}>
       <td data-label="When">${time(r.ts)}</td>
       <td data-label="Actor">${r.actor}${r.role ? html` <span class="muted">(${r.role})</span>` : ''}</td>
       <td data-label="Action"><code>${r.action}</code></td>

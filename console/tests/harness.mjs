@@ -1,0 +1,236 @@
+// What the browser tests stand on: a real `pgplane serve` (the debug
+// binary, local backend, real PostgreSQL) in a temporary data directory on
+// a free port, with users of each role; Debian's Chromium driven by
+// playwright-core; waits on conditions with deadlines. `stop()` kills
+// pgplane and stops every PostgreSQL server it started (the servers
+// outlive pgplane by design), also when a test failed.
+
+import { spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BIN = process.env.PGPLANE_BIN || join(ROOT, 'target/debug/pgplane');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** Polls `check` until it returns a truthy value or `ms` pass. */
+export async function until(what, check, ms = 10000, every = 50) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      if (e.fatal) throw e;
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+async function hash(password) {
+  return new Promise((ok, fail) => {
+    const child = spawn(BIN, ['hash-password'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => (code === 0 ? ok(out.trim()) : fail(new Error(`hash-password exited ${code}`))));
+    child.stdin.end(password);
+  });
+}
+
+/** Each test user: name, role and a password made up for this run. */
+export const USERS = {
+  admin: { role: 'admin', password: `admin-${randomBytes(6).toString('hex')}` },
+  alice: { role: 'editor', password: `alice-${randomBytes(6).toString('hex')}` },
+  victor: { role: 'viewer', password: `victor-${randomBytes(6).toString('hex')}` },
+};
+
+/** Every directory under `dir` holding a running PostgreSQL server. */
+function serverDirs(dir) {
+  const out = [];
+  const walk = (d) => {
+    let entries;
+    try {
+      entries = readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(d, e);
+      if (e === 'postmaster.pid') out.push(d);
+      else {
+        try {
+          if (statSync(p).isDirectory()) walk(p);
+        } catch {
+          // gone meanwhile
+        }
+      }
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/**
+ * Starts pgplane. `env` adds settings. Resolves once /readyz answers 200.
+ */
+export async function startPgplane({ env = {}, backend = 'local' } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgplane-console-'));
+  // The PostgreSQL servers run as their own account when pgplane runs as
+  // root: it must be able to reach the data directory.
+  chmodSync(dir, 0o755);
+  const users = await Promise.all(
+    Object.entries(USERS).map(async ([name, u]) => `- {username: ${name}, role: ${u.role}, password_hash: '${await hash(u.password)}'}`),
+  );
+  writeFileSync(join(dir, 'users.yaml'), `users:\n${users.join('\n')}\n`);
+  const secret = randomBytes(32).toString('hex');
+  const port = await freePort();
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PGPLANE_')));
+  const data = join(dir, 'data');
+  const child = spawn(BIN, ['serve'], {
+    env: {
+      ...clean,
+      PGPLANE_BACKEND: backend,
+      PGPLANE_DATA_DIR: data,
+      PGPLANE_LISTEN: `127.0.0.1:${port}`,
+      PGPLANE_USERS_FILE: join(dir, 'users.yaml'),
+      PGPLANE_JWT_SECRET: secret,
+      PGPLANE_LOG_FORMAT: 'json',
+      ...env,
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  let exited = null;
+  child.on('exit', (code, signal) => (exited = { code, signal }));
+  const base = `http://127.0.0.1:${port}`;
+  const served = {
+    base,
+    dir,
+    data,
+    secret,
+    child,
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        try {
+          await until('pgplane to exit', () => exited, 10000);
+        } catch {
+          child.kill('SIGKILL');
+          await until('pgplane to exit after SIGKILL', () => exited, 5000);
+        }
+      }
+      // SIGQUIT to each postmaster is what `pg_ctl stop -m immediate`
+      // sends; pg_ctl itself refuses to run as root, which CI may be.
+      const pids = [];
+      for (const d of serverDirs(data)) {
+        const pid = Number(readFileSync(join(d, 'postmaster.pid'), 'utf8').split('\n')[0]);
+        try {
+          process.kill(pid, 'SIGQUIT');
+          pids.push(pid);
+        } catch {
+          // not running any more
+        }
+      }
+      const alive = (pid) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      await until('the PostgreSQL servers to stop', () => pids.every((pid) => !alive(pid)), 20000);
+      if (!process.env.KEEP_DATA) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await until(
+      'pgplane to be ready',
+      async () => {
+        if (exited) throw Object.assign(new Error(`pgplane exited (${JSON.stringify(exited)}): ${stderr}`), { fatal: true });
+        return (await fetch(`${base}/readyz`)).ok;
+      },
+      60000,
+      100,
+    );
+  } catch (e) {
+    await served.stop();
+    throw e;
+  }
+  return served;
+}
+
+/** An API client for the tests' own calls ("another client"). */
+export function apiClient(base) {
+  const tokens = {};
+  const call = async (user, method, path, { body, headers = {}, contentType } = {}) => {
+    if (!tokens[user]) {
+      const r = await fetch(`${base}/api/v1/auth/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: user, password: USERS[user].password }),
+      });
+      if (!r.ok) throw new Error(`login of ${user}: ${r.status}`);
+      tokens[user] = (await r.json()).access_token;
+    }
+    const h = { Authorization: `Bearer ${tokens[user]}`, ...headers };
+    if (body !== undefined) h['Content-Type'] = contentType || 'application/json';
+    const r = await fetch(`${base}/api/v1${path}`, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await r.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = text;
+    }
+    return { status: r.status, headers: r.headers, body: json };
+  };
+  return { call };
+}
+
+/** An HS256 JWT as pgplane issues them, signed with `secret`. */
+export function signToken(secret, sub, iat, exp) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, iss: 'pgplane', iat, exp })}`;
+  return `${head}.${createHmac('sha256', Buffer.from(secret)).update(head).digest('base64url')}`;
+}
+
+export async function launchChromium() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+}
+
+/** Logs in through the login page. */
+export async function logIn(page, base, user) {
+  await page.goto(`${base}/`);
+  await page.getByLabel('Username').fill(user);
+  await page.getByLabel('Password').fill(USERS[user].password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('button', { name: 'Log out' }).waitFor();
+}
+
+export const SHOTS = join(ROOT, 'docs/console');
+
+export { existsSync, readFileSync };
