@@ -19,14 +19,8 @@
 // Run (after `cargo build` and `npm ci --prefix console`):
 //   node loadtests/console_bench.mjs [--runs 5] [--changes 50] [--databases 500]
 
-import { spawn, execFileSync } from 'node:child_process';
-import { request as httpsRequest } from 'node:https';
-import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { createServer } from 'node:net';
-import { apiClient, launchChromium, startPgplane, until } from '../console/tests/harness.mjs';
+import { apiClient, inParallel, launchChromium, startKube, startPgplane, until, USERS } from '../console/tests/harness.mjs';
 
 const arg = (name, fallback) => {
   const at = process.argv.indexOf(`--${name}`);
@@ -35,7 +29,6 @@ const arg = (name, fallback) => {
 const RUNS = arg('runs', 5);
 const CHANGES = arg('changes', 50);
 const DATABASES = arg('databases', 500);
-const TESTBIN = resolve(process.env.PGPLANE_TESTBIN || join(import.meta.dirname, '../../shared/testbin'));
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -45,90 +38,6 @@ const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 };
-
-function freePort() {
-  return new Promise((ok) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
-
-/** etcd and kube-apiserver on free loopback ports, namespace and CRDs in. */
-async function startKube() {
-  const dir = mkdtempSync(join(tmpdir(), 'pgplane-console-bench-'));
-  chmodSync(dir, 0o755);
-  const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
-  const children = [];
-  const etcd = spawn('etcd', [
-    '--data-dir', join(dir, 'etcd'),
-    '--listen-client-urls', `http://127.0.0.1:${etcdPort}`, '--advertise-client-urls', `http://127.0.0.1:${etcdPort}`,
-    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-    '--initial-cluster', `default=http://127.0.0.1:${peerPort}`,
-  ], { stdio: 'ignore' });
-  children.push(etcd);
-  writeFileSync(join(dir, 'sa.key'), execFileSync('openssl', ['genrsa', '2048'], { stdio: ['ignore', 'pipe', 'ignore'] }));
-  writeFileSync(join(dir, 'tokens.csv'), 'admin-token,admin,admin,system:masters\n');
-  const apiserver = spawn(join(TESTBIN, 'kube-apiserver'), [
-    `--etcd-servers=http://127.0.0.1:${etcdPort}`, '--bind-address=127.0.0.1', `--secure-port=${apiPort}`,
-    '--advertise-address=127.0.0.1', '--insecure-port=0', `--cert-dir=${join(dir, 'certs')}`,
-    `--token-auth-file=${join(dir, 'tokens.csv')}`, '--authorization-mode=RBAC',
-    `--service-account-key-file=${join(dir, 'sa.key')}`, `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
-    '--service-account-issuer=https://kubernetes.default.svc', '--service-cluster-ip-range=10.0.0.0/24',
-  ], { stdio: 'ignore' });
-  children.push(apiserver);
-  const kubeconfig = join(dir, 'admin.kubeconfig');
-  writeFileSync(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [{name: bench, cluster: {server: "https://127.0.0.1:${apiPort}", insecure-skip-tls-verify: true}}]
-users: [{name: admin, user: {token: admin-token}}]
-contexts: [{name: bench, context: {cluster: bench, user: admin, namespace: databases}}]
-current-context: bench
-`);
-  const kubectl = (...args) => execFileSync('kubectl', ['--kubeconfig', kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await until('kube-apiserver to be ready', () => { kubectl('get', '--raw', '/readyz'); return true; }, 60000, 200);
-  kubectl('create', 'namespace', 'databases');
-  kubectl('create', '--validate=false', '-f', join(TESTBIN, 'cnpg-crds-k8s-1.20'));
-  kubectl('wait', '--for', 'condition=established', '--timeout=30s', 'crd/clusters.postgresql.cnpg.io');
-  return {
-    kubeconfig,
-    /** Writes a Cluster's status as CloudNativePG would. */
-    playStatus(name, phase, ready, instances) {
-      const body = JSON.stringify({ status: {
-        phase, phaseReason: 'written by console_bench.mjs, playing CloudNativePG', instances, readyInstances: ready,
-        currentPrimary: `${name}-1`,
-      } });
-      return new Promise((ok, fail) => {
-        const req = httpsRequest({
-          host: '127.0.0.1', port: apiPort, method: 'PATCH', rejectUnauthorized: false,
-          path: `/apis/postgresql.cnpg.io/v1/namespaces/databases/clusters/${name}/status`,
-          headers: { Authorization: 'Bearer admin-token', 'Content-Type': 'application/merge-patch+json', 'Content-Length': Buffer.byteLength(body) },
-        }, (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 200 ? ok() : fail(new Error(`status of ${name}: ${res.statusCode}`))));
-        });
-        req.on('error', fail);
-        req.end(body);
-      });
-    },
-    async stop() {
-      for (const c of children.reverse()) {
-        if (c.exitCode === null) c.kill('SIGTERM');
-      }
-      await until('etcd and kube-apiserver to exit', () => children.every((c) => c.exitCode !== null || c.signalCode !== null), 15000);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function inParallel(items, width, fn) {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  }));
-}
 
 const HEALTHY = 'Cluster in healthy state';
 const SCALING = 'Creating a new replica';
@@ -162,7 +71,7 @@ async function main() {
     browser = await launchChromium();
     const login = await (await fetch(`${served.base}/api/v1/auth/login`, {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ username: 'admin', password: (await import('../console/tests/harness.mjs')).USERS.admin.password }),
+      body: JSON.stringify({ username: 'admin', password: USERS.admin.password }),
     })).json();
     const session = { token: login.access_token, expiresAt: Date.now() + login.expires_in * 1000, username: 'admin', role: 'admin' };
 

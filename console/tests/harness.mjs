@@ -1,13 +1,15 @@
 // What the browser tests stand on: a real `pgplane serve` (the debug
-// binary, local backend, real PostgreSQL) in a temporary data directory on
-// a free port, with users of each role; Debian's Chromium driven by
-// playwright-core; waits on conditions with deadlines. `stop()` kills
-// pgplane and stops every PostgreSQL server it started (the servers
-// outlive pgplane by design), also when a test failed.
+// binary; local backend with real PostgreSQL, or kubernetes backend on a
+// real kube-apiserver) in a temporary data directory on a free port, with
+// users of each role; Debian's Chromium driven by playwright-core; waits on
+// conditions with deadlines. `stop()` kills pgplane and stops every
+// PostgreSQL server it started (the servers outlive pgplane by design);
+// the tests call it from `after`, which runs also when a test failed.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -233,4 +235,92 @@ export async function logIn(page, base, user) {
 
 export const SHOTS = join(ROOT, 'docs/console');
 
-export { existsSync, readFileSync };
+/** Runs `fn` over `items`, `width` at a time. */
+export async function inParallel(items, width, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  }));
+}
+
+export const TESTBIN = resolve(process.env.PGPLANE_TESTBIN || join(ROOT, '../shared/testbin'));
+
+/**
+ * etcd (Debian's, on PATH) and kube-apiserver (from ../shared/testbin) on
+ * free loopback ports, with namespace `databases` and the CNPG CRDs, for
+ * pgplane's kubernetes backend: what the Rust tests start (api/tests/
+ * support/kube.rs). No operator runs; `playStatus` writes a Cluster's
+ * status as CloudNativePG would. `stop()` ends both, by their handles.
+ */
+export async function startKube() {
+  const dir = mkdtempSync(join(tmpdir(), 'pgplane-console-kube-'));
+  chmodSync(dir, 0o755);
+  const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+  const children = [];
+  const etcd = spawn('etcd', [
+    '--data-dir', join(dir, 'etcd'),
+    '--listen-client-urls', `http://127.0.0.1:${etcdPort}`, '--advertise-client-urls', `http://127.0.0.1:${etcdPort}`,
+    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster', `default=http://127.0.0.1:${peerPort}`,
+  ], { stdio: 'ignore' });
+  children.push(etcd);
+  writeFileSync(join(dir, 'sa.key'), execFileSync('openssl', ['genrsa', '2048'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  writeFileSync(join(dir, 'tokens.csv'), 'admin-token,admin,admin,system:masters\n');
+  const apiserver = spawn(join(TESTBIN, 'kube-apiserver'), [
+    `--etcd-servers=http://127.0.0.1:${etcdPort}`, '--bind-address=127.0.0.1', `--secure-port=${apiPort}`,
+    '--advertise-address=127.0.0.1', '--insecure-port=0', `--cert-dir=${join(dir, 'certs')}`,
+    `--token-auth-file=${join(dir, 'tokens.csv')}`, '--authorization-mode=RBAC',
+    `--service-account-key-file=${join(dir, 'sa.key')}`, `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+    '--service-account-issuer=https://kubernetes.default.svc', '--service-cluster-ip-range=10.0.0.0/24',
+  ], { stdio: 'ignore' });
+  children.push(apiserver);
+  const kubeconfig = join(dir, 'admin.kubeconfig');
+  writeFileSync(kubeconfig, `apiVersion: v1
+kind: Config
+clusters: [{name: bench, cluster: {server: "https://127.0.0.1:${apiPort}", insecure-skip-tls-verify: true}}]
+users: [{name: admin, user: {token: admin-token}}]
+contexts: [{name: bench, context: {cluster: bench, user: admin, namespace: databases}}]
+current-context: bench
+`);
+  const stop = async () => {
+    for (const c of [...children].reverse()) {
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    }
+    await until('etcd and kube-apiserver to exit', () => children.every((c) => c.exitCode !== null || c.signalCode !== null), 15000);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const kubectl = (...args) => execFileSync('kubectl', ['--kubeconfig', kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    await until('kube-apiserver to be ready', () => { kubectl('get', '--raw', '/readyz'); return true; }, 60000, 200);
+    kubectl('create', 'namespace', 'databases');
+    kubectl('create', '--validate=false', '-f', join(TESTBIN, 'cnpg-crds-k8s-1.20'));
+    kubectl('wait', '--for', 'condition=established', '--timeout=30s', 'crd/clusters.postgresql.cnpg.io');
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    kubeconfig,
+    /** Writes a Cluster's status as CloudNativePG would. */
+    playStatus(name, phase, ready, instances) {
+      const body = JSON.stringify({ status: {
+        phase, phaseReason: 'written by a console test, playing CloudNativePG', instances, readyInstances: ready,
+        currentPrimary: `${name}-1`,
+      } });
+      return new Promise((ok, fail) => {
+        const req = httpsRequest({
+          host: '127.0.0.1', port: apiPort, method: 'PATCH', rejectUnauthorized: false,
+          path: `/apis/postgresql.cnpg.io/v1/namespaces/databases/clusters/${name}/status`,
+          headers: { Authorization: 'Bearer admin-token', 'Content-Type': 'application/merge-patch+json', 'Content-Length': Buffer.byteLength(body) },
+        }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? ok() : fail(new Error(`status of ${name}: ${res.statusCode}`))));
+        });
+        req.on('error', fail);
+        req.end(body);
+      });
+    },
+    stop,
+  };
+}
+

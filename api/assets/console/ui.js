@@ -122,24 +122,44 @@ export function objectToRows(obj) {
   return Object.entries(obj || {});
 }
 
-/** Copies `value` to the clipboard and says so. */
+/**
+ * Puts `value` on the clipboard. The Clipboard API needs a secure context
+ * (https, or localhost); over plain http from another host the older
+ * copy command is used instead.
+ */
+async function toClipboard(value) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(value);
+    return;
+  }
+  const area = document.createElement('textarea');
+  area.value = value;
+  area.setAttribute('readonly', '');
+  area.className = 'offscreen';
+  document.body.append(area);
+  area.select();
+  const ok = document.execCommand('copy');
+  area.remove();
+  if (!ok) throw new Error('copy refused');
+}
+
+/** Copies `value` to the clipboard and says so (or that it could not). */
 export function CopyButton({ value, label }) {
-  const [done, setDone] = useState(false);
+  const [said, setSaid] = useState('Copy');
   const timer = useRef(null);
   useEffect(() => () => clearTimeout(timer.current), []);
   const copy = async () => {
+    let outcome = 'Copied';
     try {
-      await navigator.clipboard.writeText(value);
-      setDone(true);
-      clearTimeout(timer.current);
-      timer.current = setTimeout(() => setDone(false), 2000);
+      await toClipboard(value);
     } catch {
-      setDone(false);
+      outcome = 'Copy failed: select the text instead';
     }
+    setSaid(outcome);
+    clearTimeout(timer.current);
+    timer.current = setTimeout(() => setSaid('Copy'), 2000);
   };
-  return html`<button type="button" class="secondary copy" onClick=${copy} aria-label=${`Copy ${label}`}>
-    ${done ? 'Copied' : 'Copy'}
-  </button>`;
+  return html`<button type="button" class="secondary copy" onClick=${copy} aria-label=${`Copy ${label}`}>${said}</button>`;
 }
 
 /** A failure, told plainly. */
