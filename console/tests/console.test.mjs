@@ -117,7 +117,13 @@ test('the whole journey of an editor, in one browser', async () => {
   assert.equal(await page.getByLabel('Name', { exact: true }).getAttribute('aria-invalid'), 'true');
   await page.getByLabel('Name', { exact: true }).fill('orders');
   await page.getByLabel('Instances').fill('2');
+  // A parameter pgplane manages itself: the server's reason, beside its row.
   await page.getByRole('button', { name: 'Add parameter' }).click();
+  await page.getByLabel('Parameters: name 1').fill('port');
+  await page.getByLabel('Parameters: value 1').fill('5433');
+  await page.getByRole('button', { name: 'Create database' }).click();
+  await page.locator('#parameters-0-error').waitFor();
+  assert.equal(await page.locator('#name-error').count(), 0, 'the name error went with the fix');
   await page.getByLabel('Parameters: name 1').fill('work_mem');
   await page.getByLabel('Parameters: value 1').fill('8MB');
   await page.getByRole('button', { name: 'Add label' }).click();
@@ -128,7 +134,7 @@ test('the whole journey of an editor, in one browser', async () => {
     const text = (await manifest.textContent({ timeout: 1000 })) || '';
     return text.includes('instances: 2') && text.includes('work_mem: 8MB') && text.includes('team: payments');
   });
-  assert.equal(await page.locator('#name-error').count(), 0, 'the name error went with the fix');
+  assert.equal(await page.locator('#parameters-0-error').count(), 0, 'the parameter error went with the fix');
   await axe(page, 'create');
   await shot(page, 'create');
   await page.getByRole('button', { name: 'Create database' }).click();

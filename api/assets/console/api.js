@@ -141,7 +141,9 @@ export async function request(method, path, opts = {}) {
  * A dropped connection is opened again after a short, growing wait; with
  * `resume`, the last `id:` seen is sent as Last-Event-ID so no event is
  * missed, else the stream starts over (a fresh snapshot). `expired` ends
- * the session; `resync` and `end` reconnect.
+ * the session; `resync` and `end` reconnect. A refusal that will not
+ * change (a 4xx other than 408 and 429) ends the stream with
+ * `onStatus('failed', status)`.
  */
 export function follow(path, { onEvent, onStatus, resume = false, signal }) {
   let lastId = null;
@@ -158,7 +160,16 @@ export function follow(path, { onEvent, onStatus, resume = false, signal }) {
           endSession('Your session has ended (the token expired or was refused). Log in again to continue.');
           return;
         }
-        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        if (!response.ok) {
+          // A refusal that asking again will not change (403, 404, 422):
+          // said once, not retried. Overload and server errors are retried.
+          const retried = response.status >= 500 || [408, 429].includes(response.status);
+          if (!retried) {
+            onStatus?.('failed', response.status);
+            return;
+          }
+          throw new Error(`HTTP ${response.status}`);
+        }
         onStatus?.('live');
         wait = 250;
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

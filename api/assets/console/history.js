@@ -43,7 +43,7 @@ export function HistoryPage({ name }) {
     </div>
     <div class="history-grid">
       <section aria-labelledby="timeline-title">
-        <h2 id="timeline-title">State transitions <span class=${`live live-${status}`}>${status === 'live' ? 'Live' : 'Reconnecting…'}</span></h2>
+        <h2 id="timeline-title">State transitions <span class=${`live live-${status}`}>${status === 'live' ? 'Live' : status === 'failed' ? 'Unavailable' : 'Reconnecting…'}</span></h2>
         ${events.length === 0
           ? html`<p class="muted">None recorded yet.</p>`
           : html`<ol class="timeline" aria-live="polite">${events.map((e) => html`<li key=${e.id} data-to=${e.to}>

@@ -63,7 +63,7 @@ export function ListPage() {
   return html`<section class="list">
     <div class="page-head">
       <h1>Databases</h1>
-      <span class=${`live live-${status}`} role="status">${status === 'live' ? 'Live' : status === 'reconnecting' ? 'Reconnecting…' : 'Connecting…'}</span>
+      <span class=${`live live-${status}`} role="status">${{ live: 'Live', reconnecting: 'Reconnecting…', failed: 'Unavailable' }[status] || 'Connecting…'}</span>
       ${can('editor') && html`<${Link} href="/create" class="button">New database</${Link}>`}
     </div>
     <form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}>

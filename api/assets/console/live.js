@@ -25,6 +25,9 @@ function open() {
     signal: abort.signal,
     onStatus: (s) => {
       status = s;
+      // Every role may watch: a refusal here means the stream cannot be
+      // had at all; the pages say so rather than wait forever.
+      if (s === 'failed') loaded = true;
       publish();
     },
     onEvent: ({ event, data }) => {
