@@ -107,7 +107,9 @@ test('the whole journey of an editor, in one browser', async () => {
   // Create: the server's per-field errors beside the fields, the preview.
   await page.getByRole('link', { name: 'New database' }).first().click();
   await page.getByRole('heading', { name: 'New database' }).waitFor();
-  const versions = await page.getByLabel('PostgreSQL version').locator('option').allTextContents();
+  const options = page.getByLabel('PostgreSQL version').locator('option');
+  await until('the versions the server offers', async () => (await options.count()) > 0);
+  const versions = await options.allTextContents();
   assert.ok(versions.length >= 1 && versions.some((v) => v.includes('(default)')), versions.join());
   await page.getByLabel('Name', { exact: true }).fill('Orders_1');
   await page.getByLabel('Instances').fill('12');

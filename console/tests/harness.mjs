@@ -53,7 +53,8 @@ async function hash(password) {
     const child = spawn(BIN, ['hash-password'], { stdio: ['pipe', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
-    child.on('exit', (code) => (code === 0 ? ok(out.trim()) : fail(new Error(`hash-password exited ${code}`))));
+    // 'close', not 'exit': the output may still be in flight at exit.
+    child.on('close', (code) => (code === 0 ? ok(out.trim()) : fail(new Error(`hash-password exited ${code}`))));
     child.stdin.end(password);
   });
 }

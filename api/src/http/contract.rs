@@ -1059,3 +1059,59 @@ async fn the_versions_offered_are_the_configured_majors() {
         json!({"postgres_versions": [15, 16], "default": 16})
     );
 }
+
+#[tokio::test]
+async fn the_consoles_files_are_gzipped_for_a_browser_that_accepts_it() {
+    let h = Harness::new();
+    let uri = format!("/assets/{}/app.js", super::console::version());
+    let get = |encoding: Option<&str>| {
+        let mut r = Request::builder().method(Method::GET).uri(&uri);
+        if let Some(e) = encoding {
+            r = r.header(header::ACCEPT_ENCODING, e);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let raw = h.router.clone().oneshot(get(None)).await.unwrap();
+    assert!(raw.headers().get(header::CONTENT_ENCODING).is_none());
+    let raw = axum::body::to_bytes(raw.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let gzipped = h
+        .router
+        .clone()
+        .oneshot(get(Some("gzip, deflate, br")))
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(
+        gzipped.headers()[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(gzipped.headers()[header::VARY]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("accept-encoding"));
+    let body = axum::body::to_bytes(gzipped.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
+    assert!(
+        body.len() < raw.len() / 2,
+        "{} of {} bytes",
+        body.len(),
+        raw.len()
+    );
+    // The API is not compressed (its streams must not be buffered).
+    let api = Harness::request(
+        Method::GET,
+        "/api/v1/databases",
+        Some((&h, Role::Viewer)),
+        None,
+    );
+    let mut api = api;
+    api.headers_mut()
+        .insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+    let answer = h.router.clone().oneshot(api).await.unwrap();
+    assert!(answer.headers().get(header::CONTENT_ENCODING).is_none());
+}

@@ -213,15 +213,31 @@ pub fn table() -> Vec<Route> {
         route::<render::__path_versions, _, _>(render::versions, Needs(Viewer), Audit::No),
         // The console; a client-side route answers its page too, through
         // the router's fallback (`console::fallback`).
-        undocumented(Method::GET, "/", console::index),
+        console_file("/", console::index),
     ];
     for (name, bytes) in console::ASSETS {
         let path = format!("/assets/{}/{name}", console::version());
-        table.push(undocumented(Method::GET, &path, move || async move {
+        table.push(console_file(&path, move || async move {
             console::asset(bytes, name)
         }));
     }
     table
+}
+
+/// A file of the web console: public, undocumented, and gzipped for a
+/// browser that accepts it. Only the console is compressed: its files are
+/// text a first visit downloads whole, while the API answers small JSON
+/// and its streams must reach the client event by event.
+fn console_file<H, T>(path: &str, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let mut route = undocumented(Method::GET, path, handler);
+    route.handler = route
+        .handler
+        .layer(tower_http::compression::CompressionLayer::new());
+    route
 }
 
 /// What the table says of every route, without the handlers.
