@@ -3,10 +3,11 @@
 // editor, a viewer's, the admin's audit trail, an expired token, a change
 // by another client shown within a second, keyboard-only use and a
 // phone's width, with an axe-core scan of every page. Screenshots of each
-// page go to docs/console/.
+// page go to target/console-screenshots/ (CONSOLE_SCREENSHOTS=docs/console
+// refreshes the README's).
 //
-// Run: node --test console/tests/ (after `cargo build`; console/run-tests.sh
-// does both, and ./test.sh runs that).
+// Run: console/test.sh (after `cargo build` and `npm ci` in console/);
+// ./test.sh runs it.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

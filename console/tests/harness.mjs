@@ -234,7 +234,12 @@ export async function logIn(page, base, user) {
   await page.getByRole('button', { name: 'Log out' }).waitFor();
 }
 
-export const SHOTS = join(ROOT, 'docs/console');
+/**
+ * Where the tests put their screenshots: target/console-screenshots, or
+ * with CONSOLE_SCREENSHOTS=docs/console the README's pictures, refreshed
+ * (so a plain run leaves the tree as it was).
+ */
+export const SHOTS = resolve(ROOT, process.env.CONSOLE_SCREENSHOTS || 'target/console-screenshots');
 
 /** Runs `fn` over `items`, `width` at a time. */
 export async function inParallel(items, width, fn) {
