@@ -291,6 +291,7 @@ test('a viewer sees no controls that change anything, and the server refuses the
   assert.equal(await page.getByRole('button', { name: /Roll back/ }).count(), 0);
   await page.goto(`${served.base}/create`);
   await page.getByRole('heading', { name: 'Not allowed' }).waitFor();
+  await axe(page, 'not allowed');
 
   // The same calls made by hand with the viewer's own token.
   const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem('pgplane.session')).token);
@@ -427,6 +428,39 @@ test('a state change made by another client shows in an open list within a secon
   await context.close();
 });
 
+test('the streams come back on their own after pgplane restarts, and miss nothing', async () => {
+  const { context, page, errors } = await newPage();
+  await logIn(page, served.base, 'admin');
+  // Another tab: it has its own session (sessionStorage is per tab).
+  const list = await context.newPage();
+  await logIn(list, served.base, 'admin');
+  await row(list, 'shared').waitFor();
+  await page.goto(`${served.base}/databases/shared/history`);
+  const stored = async () => (await api.call('admin', 'GET', '/databases/shared/events?limit=1000')).body.items.map((e) => e.ts);
+  const shown = () => page.locator('ol.timeline > li time').evaluateAll((ts) => ts.map((t) => t.getAttribute('datetime')));
+  const before = await stored();
+  assert.ok(before.length >= 2, 'shared has transitions');
+  await until('the stored transitions, newest first', async () => JSON.stringify(await shown()) === JSON.stringify(before));
+
+  // Stopping pgplane ends every stream (`end`); the pages reconnect to the
+  // new process by themselves, the timeline from its last event id.
+  await served.restart();
+  const r = await api.call('admin', 'PATCH', '/databases/shared', { body: { instances: 1 }, contentType: 'application/merge-patch+json' });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  await until('shared scaled down and healthy', async () => {
+    const d = (await api.call('admin', 'GET', '/databases/shared')).body;
+    return d.state === 'healthy' && d.ready_instances === 1;
+  }, 60000, 200);
+  const after = await stored();
+  assert.ok(after.length > before.length, 'the scale-down made transitions');
+  await until('every transition shown once, the new ones too', async () => JSON.stringify(await shown()) === JSON.stringify(after), 10000);
+  await until('the list, live again, shows 1/1', async () =>
+    (await row(list, 'shared').locator('td[data-label="Ready"]').textContent()) === '1/1', 10000);
+  assert.equal(await list.locator('.live').textContent(), 'Live');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('a session ends with a message when its token expires, also mid-stream', async () => {
   const { context, page, errors } = await newPage();
   const plant = async (token) => {
@@ -526,6 +560,11 @@ test('every control is reachable with the keyboard, and the pages work at a phon
   assert.ok(overflow <= 0, `the page is ${overflow} px wider than the phone`);
   await axe(page, 'database at a phone\'s width');
   await shot(page, 'phone-database');
+  await page.getByRole('link', { name: 'History' }).click();
+  await page.locator('ol.revisions > li').first().waitFor();
+  await page.getByRole('heading', { name: 'Audit trail' }).waitFor();
+  await reachesAll('the history');
+  await axe(page, 'history at a phone\'s width');
   await page.goto(`${served.base}/create`);
   await page.getByLabel('Name', { exact: true }).waitFor();
   await reachesAll('the create form');

@@ -108,40 +108,61 @@ export async function startPgplane({ env = {}, backend = 'local' } = {}) {
   const port = await freePort();
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PGPLANE_')));
   const data = join(dir, 'data');
-  const child = spawn(BIN, ['serve'], {
-    env: {
-      ...clean,
-      PGPLANE_BACKEND: backend,
-      PGPLANE_DATA_DIR: data,
-      PGPLANE_LISTEN: `127.0.0.1:${port}`,
-      PGPLANE_USERS_FILE: join(dir, 'users.yaml'),
-      PGPLANE_JWT_SECRET: secret,
-      PGPLANE_LOG_FORMAT: 'json',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  let exited = null;
-  child.on('exit', (code, signal) => (exited = { code, signal }));
   const base = `http://127.0.0.1:${port}`;
+  // The running pgplane: its process, whether it exited, what it said.
+  let run = null;
+  const launch = () => {
+    const child = spawn(BIN, ['serve'], {
+      env: {
+        ...clean,
+        PGPLANE_BACKEND: backend,
+        PGPLANE_DATA_DIR: data,
+        PGPLANE_LISTEN: `127.0.0.1:${port}`,
+        PGPLANE_USERS_FILE: join(dir, 'users.yaml'),
+        PGPLANE_JWT_SECRET: secret,
+        PGPLANE_LOG_FORMAT: 'json',
+        ...env,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const r = { child, exited: null, stderr: '' };
+    child.stderr.on('data', (d) => (r.stderr += d));
+    child.on('exit', (code, signal) => (r.exited = { code, signal }));
+    run = r;
+  };
+  const ready = () =>
+    until(
+      'pgplane to be ready',
+      async () => {
+        if (run.exited) throw Object.assign(new Error(`pgplane exited (${JSON.stringify(run.exited)}): ${run.stderr}`), { fatal: true });
+        return (await fetch(`${base}/readyz`)).ok;
+      },
+      60000,
+      100,
+    );
+  const kill = async () => {
+    if (run.exited) return;
+    run.child.kill('SIGTERM');
+    try {
+      await until('pgplane to exit', () => run.exited, 10000);
+    } catch {
+      run.child.kill('SIGKILL');
+      await until('pgplane to exit after SIGKILL', () => run.exited, 5000);
+    }
+  };
   const served = {
     base,
     dir,
     data,
     secret,
-    child,
+    /** pgplane stopped (SIGTERM) and started again, on the same port and data. */
+    async restart() {
+      await kill();
+      launch();
+      await ready();
+    },
     async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        try {
-          await until('pgplane to exit', () => exited, 10000);
-        } catch {
-          child.kill('SIGKILL');
-          await until('pgplane to exit after SIGKILL', () => exited, 5000);
-        }
-      }
+      await kill();
       // SIGQUIT to each postmaster is what `pg_ctl stop -m immediate`
       // sends; pg_ctl itself refuses to run as root, which CI may be.
       const pids = [];
@@ -166,16 +187,9 @@ export async function startPgplane({ env = {}, backend = 'local' } = {}) {
       if (!process.env.KEEP_DATA) rmSync(dir, { recursive: true, force: true });
     },
   };
+  launch();
   try {
-    await until(
-      'pgplane to be ready',
-      async () => {
-        if (exited) throw Object.assign(new Error(`pgplane exited (${JSON.stringify(exited)}): ${stderr}`), { fatal: true });
-        return (await fetch(`${base}/readyz`)).ok;
-      },
-      60000,
-      100,
-    );
+    await ready();
   } catch (e) {
     await served.stop();
     throw e;
@@ -292,7 +306,14 @@ current-context: bench
     for (const c of [...children].reverse()) {
       if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
     }
-    await until('etcd and kube-apiserver to exit', () => children.every((c) => c.exitCode !== null || c.signalCode !== null), 15000);
+    const gone = () => children.every((c) => c.exitCode !== null || c.signalCode !== null);
+    try {
+      await until('etcd and kube-apiserver to exit', gone, 10000);
+    } catch {
+      // kube-apiserver may wait out its open watches first; not worth waiting for.
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      await until('etcd and kube-apiserver to exit after SIGKILL', gone, 5000);
+    }
     rmSync(dir, { recursive: true, force: true });
   };
   const kubectl = (...args) => execFileSync('kubectl', ['--kubeconfig', kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
