@@ -13,9 +13,10 @@ import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
+export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 export const BIN = process.env.PGPLANE_BIN || join(ROOT, 'target/debug/pgplane');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
