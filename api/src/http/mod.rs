@@ -1,7 +1,9 @@
 //! The HTTP API: the router built from the route table ([`routes`]), the
 //! layer that admits and audits each route ([`admission`]), extractors,
 //! the one error → problem+json mapping ([`problem`]), and the middleware
-//! that gives every request an id, a log line and its metrics.
+//! that gives every request an id, a log line and its metrics. The web
+//! console's files are routes of the same table ([`console`]), and the
+//! router's fallback answers its client-side routes.
 
 mod admission;
 mod auth;
