@@ -139,6 +139,7 @@ run "schemas" "${CHECK[@]}" schemas --upstream "$UPSTREAM" --kubernetes-version 
 
 # ---------------------------------------------------------------- Deployment
 section "Deployment settings"
+run "the console at / is routed to pgplane" "${CHECK[@]}" console "${rendered_manifests[@]}"
 run "deployment security and settings" "${CHECK[@]}" deployment \
   --expect-env PGPLANE_LISTEN 0.0.0.0:8080 \
   --expect-env PGPLANE_BACKEND kubernetes \

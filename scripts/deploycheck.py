@@ -323,6 +323,46 @@ def cmd_deployment(args: argparse.Namespace) -> None:
                "seccomp RuntimeDefault, requests and limits, probes, settings")
 
 
+def cmd_console(args: argparse.Namespace) -> None:
+    """The web console is served by pgplane itself at `/`: each overlay's
+    Ingress sends every path of its host to the pgplane Service (no separate
+    UI server), and the NetworkPolicy lets the ingress controller in."""
+    for path in args.files:
+        docs = [d for _, d in load_docs([path])]
+        ingresses = [d for d in docs if d["kind"] == "Ingress"]
+        policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+        problems: list[str] = []
+        if not ingresses:
+            problems.append("no Ingress")
+        for ing in ingresses:
+            for rule in ing.get("spec", {}).get("rules", []):
+                paths = rule.get("http", {}).get("paths", [])
+                backends = {(p.get("backend", {}).get("service", {}).get("name"),
+                             str(p.get("backend", {}).get("service", {}).get("port", {}).get("name")))
+                            for p in paths}
+                root = [p for p in paths if p.get("path") == "/" and p.get("pathType") == "Prefix"]
+                if not root:
+                    problems.append(f"{ident(ing)}: host {rule.get('host')} has no Prefix path /")
+                if backends != {(args.service, "http")}:
+                    problems.append(f"{ident(ing)}: host {rule.get('host')} sends paths to {sorted(backends)}, "
+                                    f"want only {args.service}:http (the console and the API)")
+        admitted = False
+        for pol in policies:
+            for rule in pol.get("spec", {}).get("ingress", []):
+                ports = {str(p.get("port")) for p in rule.get("ports", [])}
+                for peer in rule.get("from", []):
+                    ns = (peer.get("namespaceSelector") or {}).get("matchLabels", {})
+                    if ns.get("kubernetes.io/metadata.name") == "ingress-nginx" and "http" in ports:
+                        admitted = True
+        if not admitted:
+            problems.append("no NetworkPolicy lets the ingress controller reach the http port")
+        if problems:
+            for p in problems:
+                fail(f"{path}: {p}")
+        else:
+            ok(f"{path}: / (console and API) goes to {args.service}:http, and the ingress controller may reach it")
+
+
 # --------------------------------------------------------------------------
 # Argo CD
 
@@ -545,6 +585,11 @@ def main() -> int:
     p.add_argument("--expect-env", nargs=2, action="append", default=[], metavar=("VAR", "VALUE"))
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_deployment)
+
+    p = sub.add_parser("console")
+    p.add_argument("--service", default="pgplane")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_console)
 
     p = sub.add_parser("gitops")
     p.add_argument("--repo-root", default=".")

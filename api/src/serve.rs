@@ -162,6 +162,7 @@ pub async fn build(settings: &Settings) -> Result<Built, StartError> {
             postgres_versions,
             max_storage_bytes: settings.max_storage_bytes,
         },
+        namespace: settings.namespace.clone(),
     });
     Ok(Built {
         router: router(app.clone()),

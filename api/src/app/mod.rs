@@ -7,6 +7,7 @@
 
 mod databases;
 mod records;
+pub mod render;
 mod streams;
 
 use std::net::IpAddr;
@@ -30,6 +31,8 @@ pub struct App {
     pub events: Arc<Events>,
     pub audit: Arc<Audit>,
     pub limits: Limits,
+    /// The Kubernetes namespace a rendered `Cluster` is put in.
+    pub namespace: String,
     pub streams: Streams,
 }
 

@@ -148,8 +148,18 @@ fn render(args: &RenderArgs) -> Result<String, String> {
                 continue;
             }
         };
-        let spec = match crate::model::parse_create(&body, &limits) {
-            Ok(spec) => spec,
+        let declared_in = match &args.declared_in {
+            Some(path) => Some(path.clone()),
+            None if file.as_os_str() == "-" => None,
+            None => Some(repository_path(file)),
+        };
+        let stamp = cluster::Stamp {
+            source: crate::model::Source::Git,
+            declared_in,
+            ..cluster::Stamp::api(args.owner.clone(), 1, None)
+        };
+        let rendered = match crate::app::render::render(&body, &limits, &args.namespace, &stamp) {
+            Ok(rendered) => rendered,
             Err(crate::model::Invalid(errors)) => {
                 let lines = super::exit::field_lines(
                     errors
@@ -164,33 +174,17 @@ fn render(args: &RenderArgs) -> Result<String, String> {
                 continue;
             }
         };
-        if let Some(first) = seen.get(&spec.name) {
+        if let Some(first) = seen.get(&rendered.name) {
             problems.push(format!(
                 "database {} is declared twice: in {} and in {}",
-                spec.name,
+                rendered.name,
                 first.display(),
                 file.display()
             ));
             continue;
         }
-        seen.insert(spec.name.clone(), file.clone());
-        let declared_in = match &args.declared_in {
-            Some(path) => Some(path.clone()),
-            None if file.as_os_str() == "-" => None,
-            None => Some(repository_path(file)),
-        };
-        let object = cluster::render(
-            &spec,
-            &args.namespace,
-            &cluster::Stamp {
-                source: crate::model::Source::Git,
-                declared_in,
-                ..cluster::Stamp::api(args.owner.clone(), 1, None)
-            },
-        );
-        documents.push(
-            serde_yaml::to_string(&object).map_err(|e| format!("cannot print the Cluster: {e}"))?,
-        );
+        seen.insert(rendered.name.clone(), file.clone());
+        documents.push(rendered.yaml);
     }
     if !problems.is_empty() {
         return Err(problems.join("\n"));

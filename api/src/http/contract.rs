@@ -95,6 +95,7 @@ impl Harness {
                 postgres_versions: vec![15, 16],
                 max_storage_bytes: crate::model::DEFAULT_MAX_STORAGE_BYTES,
             },
+            namespace: "databases".into(),
         });
         Harness {
             router: super::router(app.clone()),
@@ -183,7 +184,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/auth/login") => {
             Some(json!({"username": "viewer", "password": "correct horse"}))
         }
-        ("POST", "/api/v1/databases") => Some(json!({"name": "fresh"})),
+        ("POST", "/api/v1/databases" | "/api/v1/render") => Some(json!({"name": "fresh"})),
         ("PATCH", _) => Some(json!({"labels": {"tier": "gold"}})),
         ("POST", "/api/v1/databases/{name}/rollback") => Some(json!({"revision": 1})),
         _ => None,
@@ -292,7 +293,9 @@ async fn the_router_and_the_openapi_document_list_the_same_routes() {
     for route in routes::infos() {
         let mutating =
             [Method::POST, Method::PATCH, Method::DELETE, Method::PUT].contains(&route.method);
-        if mutating {
+        // The create form's preview takes a create body, so it is a POST,
+        // but it changes nothing.
+        if mutating && route.path != "/api/v1/render" {
             assert!(
                 matches!(route.audit, Audit::Every(_)),
                 "{} {} changes something: it must be audited",
@@ -925,4 +928,190 @@ async fn the_instances_of_a_database_are_those_in_the_database() {
     )
     .await
     .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_console_is_served_at_the_root_with_its_security_headers() {
+    let h = Harness::new();
+    let get = |uri: &str| Harness::request(Method::GET, uri, None, None);
+    let assets = format!("/assets/{}", super::console::version());
+    for (uri, content_type, cache) in [
+        ("/", "text/html; charset=utf-8", "no-cache"),
+        // A client-side route, loaded or reloaded, answers the page too.
+        ("/databases/orders", "text/html; charset=utf-8", "no-cache"),
+        (
+            "/databases/orders/history",
+            "text/html; charset=utf-8",
+            "no-cache",
+        ),
+        (
+            &format!("{assets}/app.js"),
+            "text/javascript; charset=utf-8",
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            &format!("{assets}/vendor/preact.module.js"),
+            "text/javascript; charset=utf-8",
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            &format!("{assets}/style.css"),
+            "text/css; charset=utf-8",
+            "public, max-age=31536000, immutable",
+        ),
+    ] {
+        let answer = h.send(get(uri)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}");
+        let header = |name: &str| answer.headers[name].to_str().unwrap().to_owned();
+        assert_eq!(header("content-type"), content_type, "{uri}");
+        assert_eq!(header("cache-control"), cache, "{uri}");
+        let csp = header("content-security-policy");
+        assert!(csp.starts_with("default-src 'self';"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+    }
+    let page = h.send(get("/")).await.body;
+    let page = page.as_str().unwrap();
+    assert!(page.contains(&format!("{assets}/app.js")), "{page}");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "nothing remote: {page}"
+    );
+    // The API's own 404 stays the API's, and so does a missing asset.
+    for uri in [
+        "/api/v1/nosuch".to_owned(),
+        "/api/nosuch".to_owned(),
+        format!("{assets}/nosuch.js"),
+        "/assets/0000/app.js".to_owned(),
+    ] {
+        let answer = h.send(get(&uri)).await;
+        answer.problem(StatusCode::NOT_FOUND);
+    }
+    let post = Harness::request(Method::POST, "/databases/orders", None, Some(&json!({})));
+    h.send(post).await.problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_create_forms_preview_is_the_rendered_cluster_and_names_bad_fields() {
+    let h = Harness::new();
+    let body = json!({"name": "orders", "instances": 2, "storage": "5Gi",
+        "parameters": {"work_mem": "8MB"}, "labels": {"team": "payments"}});
+    let answer = h
+        .call(
+            Method::POST,
+            "/api/v1/render",
+            Role::Viewer,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let manifest = &answer.body["manifest"];
+    let expected = crate::app::render::render(&body, &h.app.limits, "databases", "viewer")
+        .unwrap()
+        .object;
+    assert_eq!(manifest, &expected);
+    assert_eq!(
+        manifest["metadata"]["annotations"]["pgplane.io/owner"],
+        "viewer"
+    );
+    let yaml: Value = serde_yaml::from_str(answer.body["yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(&yaml, manifest);
+    // Nothing was created.
+    let list = h
+        .call(Method::GET, "/api/v1/databases", Role::Viewer, None)
+        .await;
+    assert_eq!(list.body["items"], json!([]));
+
+    let bad = json!({"name": "Bad_Name", "instances": 12, "parameters": {"port": "1"}});
+    let answer = h
+        .call(Method::POST, "/api/v1/render", Role::Viewer, Some(bad))
+        .await;
+    let problem = answer.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    let mut fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["instances", "name", "parameters.port"],
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn the_versions_offered_are_the_configured_majors() {
+    let h = Harness::new();
+    let answer = h
+        .call(Method::GET, "/api/v1/versions", Role::Viewer, None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.body,
+        json!({"postgres_versions": [15, 16], "default": 16})
+    );
+}
+
+#[tokio::test]
+async fn the_consoles_files_are_gzipped_for_a_browser_that_accepts_it() {
+    let h = Harness::new();
+    let uri = format!("/assets/{}/app.js", super::console::version());
+    let get = |encoding: Option<&str>| {
+        let mut r = Request::builder().method(Method::GET).uri(&uri);
+        if let Some(e) = encoding {
+            r = r.header(header::ACCEPT_ENCODING, e);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let raw = h.router.clone().oneshot(get(None)).await.unwrap();
+    assert!(raw.headers().get(header::CONTENT_ENCODING).is_none());
+    let raw = axum::body::to_bytes(raw.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let gzipped = h
+        .router
+        .clone()
+        .oneshot(get(Some("gzip, deflate, br")))
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(
+        gzipped.headers()[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(gzipped.headers()[header::VARY]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("accept-encoding"));
+    let body = axum::body::to_bytes(gzipped.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
+    assert!(
+        body.len() < raw.len() / 2,
+        "{} of {} bytes",
+        body.len(),
+        raw.len()
+    );
+    // The API is not compressed (its streams must not be buffered).
+    let api = Harness::request(
+        Method::GET,
+        "/api/v1/databases",
+        Some((&h, Role::Viewer)),
+        None,
+    );
+    let mut api = api;
+    api.headers_mut()
+        .insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+    let answer = h.router.clone().oneshot(api).await.unwrap();
+    assert!(answer.headers().get(header::CONTENT_ENCODING).is_none());
 }

@@ -1,10 +1,13 @@
 //! The HTTP API: the router built from the route table ([`routes`]), the
 //! layer that admits and audits each route ([`admission`]), extractors,
 //! the one error → problem+json mapping ([`problem`]), and the middleware
-//! that gives every request an id, a log line and its metrics.
+//! that gives every request an id, a log line and its metrics. The web
+//! console's files are routes of the same table ([`console`]), and the
+//! router's fallback answers its client-side routes.
 
 mod admission;
 mod auth;
+pub mod console;
 #[cfg(test)]
 mod contract;
 mod databases;
@@ -13,6 +16,7 @@ mod health;
 pub mod openapi;
 pub mod problem;
 mod records;
+mod render;
 pub mod routes;
 pub mod sse;
 mod stale;
@@ -46,7 +50,7 @@ pub fn router(app: AppState) -> Router {
     }
     let api = api
         .method_not_allowed_fallback(|| async { HttpError::MethodNotAllowed })
-        .fallback(|| async { HttpError::NoRoute });
+        .fallback(console::fallback);
     // `observe` runs first (outermost), so the admission layer sees the request id.
     api.layer(middleware::from_fn_with_state(app.clone(), stale::mark))
         .layer(middleware::from_fn_with_state(app.clone(), observe))

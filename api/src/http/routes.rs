@@ -11,7 +11,7 @@ use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 
-use super::{auth, databases, health, openapi, records, AppState};
+use super::{auth, console, databases, health, openapi, records, render, AppState};
 use crate::model::Role;
 use crate::records::Action;
 
@@ -147,7 +147,7 @@ where
 pub fn table() -> Vec<Route> {
     use Access::{Public, Role as Needs};
     use Role::{Admin, Editor, Viewer};
-    vec![
+    let mut table = vec![
         route::<auth::__path_login, _, _>(auth::login, Public, Audit::Every(Action::Login)),
         route::<auth::__path_me, _, _>(auth::me, Needs(Viewer), Audit::No),
         route::<databases::__path_list, _, _>(databases::list, Needs(Viewer), Audit::No),
@@ -217,7 +217,37 @@ pub fn table() -> Vec<Route> {
             openapi::docs_js,
         ),
         undocumented(Method::GET, "/api/docs/swagger-ui.css", openapi::docs_css),
-    ]
+        // The create form's preview: a POST only because it takes a create
+        // body; it changes nothing, so it is not audited.
+        route::<render::__path_render, _, _>(render::render, Needs(Viewer), Audit::No),
+        route::<render::__path_versions, _, _>(render::versions, Needs(Viewer), Audit::No),
+        // The console; a client-side route answers its page too, through
+        // the router's fallback (`console::fallback`).
+        console_file("/", console::index),
+    ];
+    for (name, bytes) in console::ASSETS {
+        let path = format!("/assets/{}/{name}", console::version());
+        table.push(console_file(&path, move || async move {
+            console::asset(bytes, name)
+        }));
+    }
+    table
+}
+
+/// A file of the web console: public, undocumented, and gzipped for a
+/// browser that accepts it. Only the console is compressed: its files are
+/// text a first visit downloads whole, while the API answers small JSON
+/// and its streams must reach the client event by event.
+fn console_file<H, T>(path: &str, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let mut route = undocumented(Method::GET, path, handler);
+    route.handler = route
+        .handler
+        .layer(tower_http::compression::CompressionLayer::new());
+    route
 }
 
 /// What the table says of every route, without the handlers.

@@ -138,7 +138,8 @@ pub struct Limits {
 pub const DEFAULT_MAX_STORAGE_BYTES: u128 = 64 << 40;
 
 impl Limits {
-    fn default_version(&self) -> u32 {
+    /// The major a create body that names none gets: the newest offered.
+    pub fn default_version(&self) -> u32 {
         *self
             .postgres_versions
             .last()
