@@ -1012,9 +1012,7 @@ async fn the_create_forms_preview_is_the_rendered_cluster_and_names_bad_fields()
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let manifest = &answer.body["manifest"];
-    let expected = crate::app::render::render(&body, &h.app.limits, "databases", "viewer")
-        .unwrap()
-        .object;
+    let expected = h.app.preview(&body, "viewer").unwrap().object;
     assert_eq!(manifest, &expected);
     assert_eq!(
         manifest["metadata"]["annotations"]["pgplane.io/owner"],
