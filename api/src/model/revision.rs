@@ -214,7 +214,7 @@ fn replacing(from: &BTreeMap<String, String>, to: &BTreeMap<String, String>) -> 
 #[allow(dead_code)]
 pub struct RollbackDoc {
     /// The revision whose spec becomes the next revision.
-    #[schema(minimum = 1, example = 2)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64, example = 2)]
     revision: u64,
 }
 
@@ -233,12 +233,13 @@ pub fn parse_rollback(body: &Value) -> Result<u64, Invalid> {
             errors.push(FieldError::new("revision", "is required"));
             0
         }
-        Some(v) => match v.as_u64().filter(|n| *n >= 1) {
+        // The document's int64 range: a number past it is refused as such.
+        Some(v) => match v.as_u64().filter(|n| (1..=i64::MAX as u64).contains(n)) {
             Some(n) => n,
             None => {
                 errors.push(FieldError::new(
                     "revision",
-                    "must be a revision number, an integer of at least 1",
+                    "must be a revision number, an integer from 1 to 9223372036854775807",
                 ));
                 0
             }
